@@ -1,0 +1,1 @@
+"""Example handlers used by the manifests in configs/."""

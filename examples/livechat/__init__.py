@@ -1,0 +1,1 @@
+"""Handlers of the live-chat scenario (configs/live-chat)."""

@@ -1,0 +1,57 @@
+"""Live-chat handlers: toxicity moderation and room sentiment.
+
+They score text with small word lists so the example runs anywhere; swap in a model (see
+docs) without changing the event flow.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from knray import CloudEvent
+
+_TOXIC_WORDS = frozenset({"idiot", "stupid", "trash", "loser", "hate", "shut", "dumb", "noob"})
+_POSITIVE_WORDS = frozenset({"love", "great", "awesome", "gg", "wow", "nice", "thanks", "lol"})
+_NEGATIVE_WORDS = frozenset({"boring", "bad", "lag", "worst", "meh", "hate", "cringe"})
+_WORD = re.compile(r"[a-z']+")
+
+
+def _words(event: CloudEvent) -> list[str]:
+    data: Any = event.get_data()
+    text = data.get("text", "") if isinstance(data, dict) else str(data or "")
+    return _WORD.findall(text.lower())
+
+
+def toxicity(words: list[str]) -> float:
+    """Share of toxic words, scaled so two toxic words in a short message score near 1."""
+    if not words:
+        return 0.0
+    hits = sum(word in _TOXIC_WORDS for word in words)
+    return min(1.0, 2.5 * hits / len(words) + (0.5 if hits >= 2 else 0.0))
+
+
+def moderate(event: CloudEvent) -> CloudEvent:
+    """Score a chat message; reply with a ``chat.moderated`` event carrying the score."""
+    score = round(toxicity(_words(event)), 3)
+    data = event.get_data() if isinstance(event.get_data(), dict) else {}
+    return CloudEvent(
+        {
+            "specversion": "1.0",
+            "id": f"{event.get_id()}-moderated",
+            "source": "/live-chat/moderation",
+            "type": "chat.moderated",
+            "subject": event.get_subject() or "room/unknown",
+            "datacontenttype": "application/json",
+        },
+        {"message_id": event.get_id(), "user": data.get("user"), "toxicity": score},
+    )
+
+
+def sentiment(event: CloudEvent) -> None:
+    """Log the sentiment of a message or gift for the room's meter."""
+    words = _words(event)
+    score = sum(w in _POSITIVE_WORDS for w in words) - sum(w in _NEGATIVE_WORDS for w in words)
+    if event.get_type() == "chat.gift":
+        score += 1
+    print(f"sentiment {event.get_subject()}: {score:+d}", flush=True)

@@ -1,0 +1,1 @@
+"""The ``knray`` command line."""

@@ -1,0 +1,5 @@
+import sys
+
+from knray.cli.main import main
+
+sys.exit(main())
