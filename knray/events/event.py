@@ -14,10 +14,20 @@ from knray.errors import InvalidEventError
 if TYPE_CHECKING:
     from cloudevents.core.base import BaseCloudEvent
 
-__all__ = ["REQUIRED_ATTRIBUTES", "SPEC_VERSIONS", "CloudEvent", "is_json_content_type"]
+__all__ = [
+    "CONTEXT_ATTRIBUTES",
+    "REQUIRED_ATTRIBUTES",
+    "SPEC_VERSIONS",
+    "CloudEvent",
+    "is_json_content_type",
+]
 
 # CloudEvents spec v1.0.2, "Required Attributes".
 REQUIRED_ATTRIBUTES: Final = ("id", "source", "specversion", "type")
+# Spec v1.0.2 context attributes (required and optional); everything else is an extension.
+CONTEXT_ATTRIBUTES: Final = frozenset(
+    {"id", "source", "specversion", "type", "datacontenttype", "dataschema", "subject", "time"}
+)
 # 1.0 is current; 0.3 is still accepted so older producers can pass through unchanged.
 SPEC_VERSIONS: Final = frozenset({"1.0", "0.3"})
 _STRING_ATTRIBUTES: Final = frozenset(

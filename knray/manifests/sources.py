@@ -7,6 +7,7 @@ from typing import Final
 
 from pydantic import Field, field_validator
 
+from knray.events.event import CONTEXT_ATTRIBUTES
 from knray.manifests.base import Destination, ManifestModel, NonEmptyStr
 
 __all__ = ["CloudEventOverrides", "SecretKeySelector", "SecretValueFromSource", "SourceSpec"]
@@ -14,19 +15,7 @@ __all__ = ["CloudEventOverrides", "SecretKeySelector", "SecretValueFromSource", 
 # CloudEvents attribute naming (spec v1.0.2): lower-case letters and digits.
 _EXTENSION_NAME: Final = re.compile(r"[a-z0-9]+")
 # Context attributes a source sets itself; ceOverrides may only add extensions.
-_RESERVED: Final = frozenset(
-    {
-        "id",
-        "source",
-        "specversion",
-        "type",
-        "datacontenttype",
-        "dataschema",
-        "subject",
-        "time",
-        "data",
-    }
-)
+_RESERVED: Final = CONTEXT_ATTRIBUTES | {"data"}
 
 
 class CloudEventOverrides(ManifestModel):
