@@ -1,0 +1,88 @@
+"""What happened to an event: the values that flow back from subscribers to sources."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from knray.events import CloudEvent
+
+__all__ = [
+    "DeliveryStatus",
+    "EventSink",
+    "Outcome",
+    "Subscriber",
+    "SubscriberResponse",
+]
+
+
+class DeliveryStatus(StrEnum):
+    """The final state of one event at one hop. Every status but FAILED counts as finished
+    for at-least-once purposes: a source may commit the event's offset."""
+
+    DELIVERED = "delivered"  # every matching subscriber accepted it (2xx / handler returned)
+    FILTERED = "filtered"  # no trigger matched; nothing to do
+    DEAD_LETTERED = "dead_lettered"  # retries exhausted; the dead-letter sink accepted it
+    DROPPED = "dropped"  # retries exhausted, no dead-letter sink: logged and counted
+    FAILED = "failed"  # not finished (e.g. the dead-letter sink failed too): do not commit
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of handing one event to a sink (a Broker, a Service or a URI)."""
+
+    status: DeliveryStatus
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True when the event needs no more work, so its offset may be committed."""
+        return self.status is not DeliveryStatus.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberResponse:
+    """One subscriber's answer to one event, as an HTTP-like status code.
+
+    ``code`` is 200-299 for success; Knative's retry rules (no response, 404, 408, 409, 429,
+    5xx) are applied to it by the broker. ``code`` None means no response (timeout, crash).
+    ``reply`` is the event the subscriber returned, if any; it re-enters the broker.
+    """
+
+    code: int | None
+    reply: CloudEvent | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code is not None and 200 <= self.code < 300
+
+
+class Subscriber(Protocol):
+    """Something events are delivered to: a Serve deployment or an HTTP URI.
+
+    ``send`` delivers a batch and returns one response per event, in order, within
+    ``timeout_s`` per event attempt (None: no timeout). It never raises for a failed event:
+    failures are responses with a non-2xx code or ``code=None``.
+    """
+
+    @property
+    def address(self) -> str:
+        """A name for logs and the ``knativeerrordest`` extension (a URI or a service name)."""
+        ...
+
+    async def send(
+        self, events: Sequence[CloudEvent], timeout_s: float | None
+    ) -> list[SubscriberResponse]: ...
+
+
+class EventSink(Protocol):
+    """Where a source sends batches: a Broker, a Service or a URI, with delivery applied.
+
+    ``deliver`` returns one Outcome per event, in order, once each event is finished (or has
+    definitely failed). A source commits an offset only when its event's Outcome is finished.
+    """
+
+    async def deliver(self, events: Sequence[CloudEvent]) -> list[Outcome]: ...

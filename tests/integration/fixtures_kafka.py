@@ -1,0 +1,1 @@
+"""Kafka-protocol broker fixtures for the integration tests."""
