@@ -49,11 +49,15 @@ class SubscriberResponse:
     ``code`` is 200-299 for success; Knative's retry rules (no response, 404, 408, 409, 429,
     5xx) are applied to it by the broker. ``code`` None means no response (timeout, crash).
     ``reply`` is the event the subscriber returned, if any; it re-enters the broker.
+    ``retry_after_s`` is a 429/503 ``Retry-After`` in seconds; ``body`` the start of a failed
+    response's body (both feed Knative's retry and dead-letter rules).
     """
 
     code: int | None
     reply: CloudEvent | None = None
     error: str | None = None
+    retry_after_s: float | None = None
+    body: bytes | None = None
 
     @property
     def ok(self) -> bool:
