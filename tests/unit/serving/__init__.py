@@ -1,0 +1,1 @@
+"""Unit tests of knray.serving (no Ray cluster)."""

@@ -1,0 +1,68 @@
+"""The pure parts of deployment: names, CPUs, Serve's autoscaling fields and KPA params."""
+
+from __future__ import annotations
+
+from knray.manifests import parse_manifests
+from knray.manifests.service import KnativeService
+from knray.serving import app_name, autoscaling_config, kpa_params
+from knray.serving.deployment import num_cpus
+
+
+def _service(annotations: str = "", resources: str = "", concurrency: str = "") -> KnativeService:
+    text = f"""
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {{name: hello, namespace: prod}}
+spec:
+  template:
+    metadata:
+      annotations: {{{annotations}}}
+    spec:
+      {concurrency}
+      containers: [{{image: "x", {resources}}}]
+"""
+    (service,) = parse_manifests(text).resources
+    assert isinstance(service, KnativeService)
+    return service
+
+
+def test_names_and_cpus() -> None:
+    assert app_name(_service()) == "prod.hello"
+    assert num_cpus(_service()) == 0.1
+    assert num_cpus(_service(resources="resources: {requests: {cpu: 250m}}")) == 0.25
+    assert num_cpus(_service(resources="resources: {limits: {cpu: '2'}}")) == 2.0
+
+
+def test_serve_fields_from_annotations() -> None:
+    service = _service(
+        '"autoscaling.knative.dev/min-scale": "1", "autoscaling.knative.dev/max-scale": "4", '
+        '"autoscaling.knative.dev/initial-scale": "2"'
+    )
+    config = autoscaling_config(service.autoscaling)
+    assert (config["min_replicas"], config["max_replicas"], config["initial_replicas"]) == (1, 4, 2)
+    assert config["upscale_delay_s"] == 0.0
+    assert config["metrics_interval_s"] < config["look_back_period_s"]
+    unbounded = autoscaling_config(_service().autoscaling)
+    assert unbounded["min_replicas"] == 0
+    assert unbounded["max_replicas"] >= 1
+
+
+def test_kpa_params_carry_knative_meaning() -> None:
+    service = _service(
+        '"autoscaling.knative.dev/target": "10", '
+        '"autoscaling.knative.dev/target-utilization-percentage": "50", '
+        '"autoscaling.knative.dev/window": "20s", '
+        '"autoscaling.knative.dev/panic-threshold-percentage": "300", '
+        '"autoscaling.knative.dev/scale-down-delay": "15s", '
+        '"autoscaling.knative.dev/scale-to-zero-pod-retention-period": "30s"'
+    )
+    params = kpa_params(service.autoscaling)
+    assert params.target_per_replica == 5.0
+    assert (params.window_s, params.panic_window_s) == (20.0, 2.0)
+    assert params.panic_threshold == 3.0
+    assert (params.scale_down_delay_s, params.retention_s) == (15.0, 30.0)
+
+
+def test_container_concurrency_caps_the_target() -> None:
+    service = _service(concurrency="containerConcurrency: 4")
+    assert kpa_params(service.autoscaling).target_per_replica == 4 * 0.7
