@@ -8,6 +8,9 @@ from collections import Counter
 import pytest
 
 os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+# A local Ray binds to 127.0.0.1 instead of the machine's network address (set before Ray is
+# imported: Ray reads it at import time). Tests send traffic to loopback only.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 _SUITES = {
     "tests/conformance/test_cesql_tck.py": "CloudEvents SQL TCK",

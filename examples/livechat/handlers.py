@@ -7,6 +7,7 @@ docs) without changing the event flow.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from knray import CloudEvent
@@ -15,6 +16,8 @@ _TOXIC_WORDS = frozenset({"idiot", "stupid", "trash", "loser", "hate", "shut", "
 _POSITIVE_WORDS = frozenset({"love", "great", "awesome", "gg", "wow", "nice", "thanks", "lol"})
 _NEGATIVE_WORDS = frozenset({"boring", "bad", "lag", "worst", "meh", "hate", "cringe"})
 _WORD = re.compile(r"[a-z']+")
+# Stands in for model inference time, so the demo shows replicas scaling with events in flight.
+MODEL_LATENCY_S = 0.02
 
 
 def _words(event: CloudEvent) -> list[str]:
@@ -33,6 +36,7 @@ def toxicity(words: list[str]) -> float:
 
 def moderate(event: CloudEvent) -> CloudEvent:
     """Score a chat message; reply with a ``chat.moderated`` event carrying the score."""
+    time.sleep(MODEL_LATENCY_S)
     score = round(toxicity(_words(event)), 3)
     data = event.get_data() if isinstance(event.get_data(), dict) else {}
     return CloudEvent(
@@ -48,10 +52,22 @@ def moderate(event: CloudEvent) -> CloudEvent:
     )
 
 
-def sentiment(event: CloudEvent) -> None:
-    """Log the sentiment of a message or gift for the room's meter."""
-    words = _words(event)
-    score = sum(w in _POSITIVE_WORDS for w in words) - sum(w in _NEGATIVE_WORDS for w in words)
-    if event.get_type() == "chat.gift":
-        score += 1
-    print(f"sentiment {event.get_subject()}: {score:+d}", flush=True)
+class RoomSentiment:
+    """Keeps a sentiment meter per room (one instance per replica) and logs it now and then."""
+
+    def __init__(self, log_every: int = 500) -> None:
+        self.meters: dict[str, int] = {}
+        self.seen = 0
+        self.log_every = log_every
+
+    def __call__(self, event: CloudEvent) -> None:
+        words = _words(event)
+        score = sum(w in _POSITIVE_WORDS for w in words) - sum(w in _NEGATIVE_WORDS for w in words)
+        if event.get_type() == "chat.gift":
+            score += 1
+        room = event.get_subject() or "room/unknown"
+        self.meters[room] = self.meters.get(room, 0) + score
+        self.seen += 1
+        if self.seen % self.log_every == 0:
+            meters = ", ".join(f"{room}: {value:+d}" for room, value in sorted(self.meters.items()))
+            print(f"room sentiment after {self.seen} events: {meters}", flush=True)

@@ -8,6 +8,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from knray.cli.demo import add_demo_command
+from knray.cli.run import add_run_command
 from knray.errors import FieldProblem, ManifestError
 from knray.filters import compile_trigger
 from knray.manifests import Trigger, parse_manifests
@@ -64,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="treat warnings (unimplemented annotations) as errors"
     )
     validate.set_defaults(handler=_validate)
+    add_run_command(commands)
+    add_demo_command(commands)
     return parser
 
 

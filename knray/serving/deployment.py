@@ -154,6 +154,8 @@ def build_application(
         autoscaling_config=config,
         max_ongoing_requests=max_ongoing_requests,
         ray_actor_options=actor_options,
+        # One access-log line per batch call is noise next to the handler's own output.
+        logging_config={"enable_access_log": False},
     )
     paths = list(search_path) if search_path is not None else [os.getcwd()]
     return deployment.bind(name, handler, spec.container_concurrency, paths)

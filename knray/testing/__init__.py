@@ -1,5 +1,17 @@
 """Test kit: real infrastructure for tests (a local Kafka-protocol broker)."""
 
-from knray.testing.kafka import TansuBroker, TansuStartError, create_topics, start_tansu
+from knray.testing.kafka import (
+    TansuBroker,
+    TansuStartError,
+    create_topics,
+    produce_events,
+    start_tansu,
+)
 
-__all__ = ["TansuBroker", "TansuStartError", "create_topics", "start_tansu"]
+__all__ = [
+    "TansuBroker",
+    "TansuStartError",
+    "create_topics",
+    "produce_events",
+    "start_tansu",
+]

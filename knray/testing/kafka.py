@@ -6,6 +6,7 @@ output goes to a log file (it cannot fill a pipe and block the broker).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import struct
@@ -17,10 +18,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-__all__ = ["TansuBroker", "TansuStartError", "create_topics", "start_tansu"]
+from knray.events import CloudEvent
+from knray.events.kafka import to_kafka_binary, to_kafka_structured
+
+__all__ = ["TansuBroker", "TansuStartError", "create_topics", "produce_events", "start_tansu"]
 
 _HOST: Final = "127.0.0.1"
 _METADATA_API_KEY: Final = 3
@@ -186,3 +191,42 @@ def _read_exactly(sock: socket.socket, count: int) -> bytes | None:
             return None
         data += chunk
     return data
+
+
+async def produce_events(
+    bootstrap: str,
+    items: Iterable[tuple[str, CloudEvent]],
+    *,
+    rate_per_s: float | None = None,
+    structured: bool = False,
+) -> int:
+    """Produce CloudEvents (binary mode, or structured) to their topics; returns the count.
+
+    With ``rate_per_s``, sends are paced to that average rate. The producer waits for every
+    acknowledgement (``acks=all``) before returning.
+    """
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    sent = 0
+    started = time.monotonic()
+    try:
+        pending = []
+        for topic, event in items:
+            record = to_kafka_structured(event) if structured else to_kafka_binary(event)
+            pending.append(
+                await producer.send(
+                    topic, value=record.value, key=record.key, headers=list(record.headers)
+                )
+            )
+            sent += 1
+            if rate_per_s:
+                ahead_s = sent / rate_per_s - (time.monotonic() - started)
+                if ahead_s > 0:
+                    await asyncio.sleep(ahead_s)
+            if len(pending) >= 1000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent

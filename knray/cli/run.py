@@ -1,0 +1,161 @@
+"""``knray run``: run manifests on Ray until interrupted, with a live status."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import warnings
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+
+from knray.errors import ManifestError, ManifestWarning
+from knray.manifests import KafkaSource, Resource, parse_manifests
+
+__all__ = ["add_run_command", "load_for_run", "override_bootstrap", "use_loopback_ray"]
+
+
+def load_for_run(paths: list[str], console: Console) -> list[Resource]:
+    """Load every path; print warnings; raise ManifestError on any bad field."""
+    resources: list[Resource] = []
+    for path in paths:
+        loaded = parse_manifests(Path(path))
+        for problem in loaded.warnings:
+            console.print(f"[yellow]warning[/]: {problem}", highlight=False)
+        resources.extend(loaded.resources)
+    return resources
+
+
+def override_bootstrap(resources: list[Resource], bootstrap: str | None) -> list[Resource]:
+    """Point every KafkaSource at ``bootstrap`` (the embedded or test broker)."""
+    if not bootstrap:
+        return resources
+    servers = [s.strip() for s in bootstrap.split(",") if s.strip()]
+    result: list[Resource] = []
+    for resource in resources:
+        if isinstance(resource, KafkaSource):
+            spec = resource.spec.model_copy(update={"bootstrap_servers": servers})
+            result.append(resource.model_copy(update={"spec": spec}))
+        else:
+            result.append(resource)
+    return result
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM; the main loop drains and exits 0."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal_name = ""
+
+    def install(self) -> None:
+        # Installed after ray.init(), which replaces the SIGTERM handler of the process.
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self.event.set()
+
+
+def use_loopback_ray() -> None:
+    """Make a local Ray bind to 127.0.0.1 rather than the machine's network address.
+
+    Ray reads this setting when it is imported, so call this before importing knray.runtime.
+    Only for a local Ray: a driver joining a real cluster must advertise a routable address.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+
+
+def _run(args: argparse.Namespace) -> int:
+    if not args.address:
+        use_loopback_ray()
+    from knray.runtime import Runtime, connect  # noqa: PLC0415 - Ray loads only for run
+
+    console = Console(stderr=True)
+    logging.basicConfig(level=logging.WARNING)
+    warnings.simplefilter("ignore", ManifestWarning)
+    try:
+        resources = override_bootstrap(load_for_run(args.files, console), args.bootstrap_servers)
+        from knray.runtime.plan import build_plan  # noqa: PLC0415
+
+        build_plan(resources)
+    except ManifestError as error:
+        for problem in error.problems:
+            console.print(f"[red]error[/]: {problem}", highlight=False)
+        return 1
+    console.print("starting Ray" if not args.address else f"connecting to Ray at {args.address}")
+    connect(args.address)
+    stop = _StopFlag()
+    stop.install()
+    runtime = Runtime(dispatchers_per_broker=args.dispatchers)
+    try:
+        runtime.apply(resources)
+    except Exception as error:
+        console.print(f"[red]error[/]: {error}", highlight=False)
+        runtime.shutdown(drain=False)
+        return 1
+    console.print("[green]running[/]; Ctrl-C stops (in-flight events are drained first)")
+    _watch(runtime, stop, console, refresh_s=args.refresh_s, live=not args.no_status)
+    console.print(f"stopping ({stop.signal_name or 'done'}): draining in-flight events")
+    final = runtime.shutdown(drain=True)
+    from knray.runtime.status_view import render_status  # noqa: PLC0415
+
+    console.print(render_status(final))
+    return 0
+
+
+def _watch(
+    runtime: Any, stop: _StopFlag, console: Console, *, refresh_s: float, live: bool
+) -> None:
+    from knray.runtime.status_view import StatusDisplay, render_status  # noqa: PLC0415
+
+    if not live:
+        stop.event.wait()
+        return
+
+    def view() -> Any:
+        try:
+            return render_status(runtime.status())
+        except Exception as error:  # a status read failing must not stop the system
+            return f"status unavailable: {error}"
+
+    with StatusDisplay(console, view) as display:
+        while not stop.event.wait(refresh_s):
+            display.refresh()
+
+
+def add_run_command(commands: Any) -> None:
+    """Register ``knray run`` on the CLI's subcommand parser."""
+    run = commands.add_parser(
+        "run",
+        help="run manifests on Ray until interrupted",
+        description="Run Knative manifests on a local Ray (default) or an existing cluster.",
+    )
+    run.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="a YAML file or a folder of them (repeatable)",
+    )
+    run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    run.add_argument(
+        "--bootstrap-servers",
+        metavar="HOST:PORT",
+        help="override every KafkaSource's bootstrapServers",
+    )
+    run.add_argument(
+        "--dispatchers", type=int, default=2, help="dispatcher actors per Broker (default 2)"
+    )
+    run.add_argument("--refresh-s", type=float, default=1.0, help="status refresh period")
+    run.add_argument("--no-status", action="store_true", help="no live status table")
+    run.set_defaults(handler=_run)

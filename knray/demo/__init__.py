@@ -1,0 +1,1 @@
+"""`knray demo`: the live-chat AI scenario end to end on an embedded Kafka and a local Ray."""
