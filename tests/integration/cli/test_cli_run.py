@@ -1,0 +1,154 @@
+"""`knray run` and `knray demo` as a user runs them: real processes, real Ray, real Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from knray import CloudEvent
+from knray.testing.kafka import produce_events
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[3]
+
+HANDLER = """
+import os
+
+from knray import CloudEvent
+
+
+def record(event: CloudEvent) -> None:
+    with open(os.environ["RECEIVED_FILE"], "a", encoding="utf-8") as out:
+        out.write(event.get_id() + "\\n")
+"""
+
+MANIFESTS = """
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+---
+apiVersion: sources.knative.dev/v1
+kind: KafkaSource
+metadata:
+  name: orders
+spec:
+  bootstrapServers: [127.0.0.1:9]   # replaced with --bootstrap-servers
+  topics: [{topic}]
+  initialOffset: earliest
+  sink:
+    ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: paid
+spec:
+  broker: default
+  filters:
+    - cesql: "type = 'order.paid' AND INT(amount) >= 10"
+  subscriber:
+    ref: {{apiVersion: serving.knative.dev/v1, kind: Service, name: recorder}}
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: recorder
+spec:
+  template:
+    metadata:
+      annotations:
+        knray.dev/handler: myhandlers:record
+        autoscaling.knative.dev/min-scale: "1"
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(RAY_ENABLE_AUTO_CONNECT="0", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def _knray() -> list[str]:
+    return [sys.executable, "-m", "knray.cli"]
+
+
+def _order(number: int) -> CloudEvent:
+    kind = "order.paid" if number % 2 == 0 else "order.created"
+    attributes = {
+        "specversion": "1.0",
+        "id": f"order-{number}",
+        "source": "/shop",
+        "type": kind,
+        "amount": str(number % 30),
+    }
+    return CloudEvent(attributes, {"n": number})
+
+
+async def test_knray_run_delivers_from_a_users_project_and_stops_cleanly(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    kafka_topic: Callable[..., Awaitable[str]],
+) -> None:
+    topic = await kafka_topic(partitions=2)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "myhandlers.py").write_text(textwrap.dedent(HANDLER))
+    (project / "app.yaml").write_text(MANIFESTS.format(topic=topic))
+    received = tmp_path / "received.txt"
+    log = (tmp_path / "run.log").open("w")
+    process = subprocess.Popen(
+        [*_knray(), "run", "-f", "app.yaml", "--bootstrap-servers", kafka_bootstrap, "--no-status"],
+        cwd=project,
+        env=_env(RECEIVED_FILE=str(received), PYTHONPATH=str(REPO)),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        orders = [_order(n) for n in range(200)]
+        await produce_events(kafka_bootstrap, [(topic, event) for event in orders])
+        expected = {
+            e.get_id() for e in orders if e.get_type() == "order.paid" and int(e["amount"]) >= 10
+        }
+        deadline = time.monotonic() + 180
+        got: set[str] = set()
+        while time.monotonic() < deadline and got != expected:
+            assert process.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+            if received.exists():
+                got = set(received.read_text().split())
+            await asyncio.sleep(1)
+        assert got == expected
+        process.send_signal(signal.SIGINT)
+        code = await asyncio.to_thread(process.wait, 120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+    output = (tmp_path / "run.log").read_text()
+    assert code == 0, output[-3000:]
+    assert "draining" in output
+
+
+def test_knray_demo_runs_to_a_summary_with_nothing_lost(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*_knray(), "demo", "--steady-events", "300", "--rate", "150", "--burst-events", "700"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "produced 1000, finished at the source 1000, lost 0" in output
