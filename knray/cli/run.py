@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -102,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
         runtime.shutdown(drain=False)
         return 1
     console.print("[green]running[/]; Ctrl-C stops (in-flight events are drained first)")
-    _watch(runtime, stop, console, refresh_s=args.refresh_s, live=not args.no_status)
+    _watch(runtime, stop, console, args)
     console.print(f"stopping ({stop.signal_name or 'done'}): draining in-flight events")
     final = runtime.shutdown(drain=True)
     from knray.runtime.status_view import render_status  # noqa: PLC0415
@@ -111,14 +112,19 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _watch(
-    runtime: Any, stop: _StopFlag, console: Console, *, refresh_s: float, live: bool
-) -> None:
-    from knray.runtime.status_view import StatusDisplay, render_status  # noqa: PLC0415
+def _fingerprint(paths: list[str]) -> tuple[tuple[str, int, int], ...]:
+    """(file, mtime, size) of every manifest file, to notice edits while running."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        files.extend(sorted(p for p in path.rglob("*") if p.suffix in {".yaml", ".yml"}))
+        if path.is_file():
+            files.append(path)
+    return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.exists())
 
-    if not live:
-        stop.event.wait()
-        return
+
+def _watch(runtime: Any, stop: _StopFlag, console: Console, args: argparse.Namespace) -> None:
+    """Refresh the status until stopped; re-apply the manifests when a file changes."""
+    from knray.runtime.status_view import StatusDisplay, render_status  # noqa: PLC0415
 
     def view() -> Any:
         try:
@@ -126,9 +132,31 @@ def _watch(
         except Exception as error:  # a status read failing must not stop the system
             return f"status unavailable: {error}"
 
-    with StatusDisplay(console, view) as display:
-        while not stop.event.wait(refresh_s):
-            display.refresh()
+    seen = _fingerprint(args.files)
+    display = None if args.no_status else StatusDisplay(console, view)
+    with display or contextlib.nullcontext():
+        while not stop.event.wait(args.refresh_s):
+            current = _fingerprint(args.files)
+            if current != seen:
+                seen = current
+                _reapply(runtime, console, args)
+            if display is not None:
+                display.refresh()
+
+
+def _reapply(runtime: Any, console: Console, args: argparse.Namespace) -> None:
+    # The running system keeps its old manifests when the new ones are invalid.
+    try:
+        resources = override_bootstrap(load_for_run(args.files, console), args.bootstrap_servers)
+        runtime.apply(resources)
+    except ManifestError as error:
+        console.print("[red]manifests changed but are invalid; still running the old ones[/]")
+        for problem in error.problems:
+            console.print(f"[red]error[/]: {problem}", highlight=False)
+    except Exception as error:
+        console.print(f"[red]applying the changed manifests failed[/]: {error}", highlight=False)
+    else:
+        console.print("[green]manifests changed: applied[/]")
 
 
 def add_run_command(commands: Any) -> None:
@@ -158,4 +186,5 @@ def add_run_command(commands: Any) -> None:
     )
     run.add_argument("--refresh-s", type=float, default=1.0, help="status refresh period")
     run.add_argument("--no-status", action="store_true", help="no live status table")
+    # Edits to the manifest files are applied while running (the reconciler diffs them).
     run.set_defaults(handler=_run)

@@ -115,19 +115,19 @@ async def test_knray_run_delivers_from_a_users_project_and_stops_cleanly(
         stderr=subprocess.STDOUT,
     )
     try:
-        orders = [_order(n) for n in range(200)]
-        await produce_events(kafka_bootstrap, [(topic, event) for event in orders])
-        expected = {
-            e.get_id() for e in orders if e.get_type() == "order.paid" and int(e["amount"]) >= 10
-        }
-        deadline = time.monotonic() + 180
-        got: set[str] = set()
-        while time.monotonic() < deadline and got != expected:
-            assert process.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
-            if received.exists():
-                got = set(received.read_text().split())
-            await asyncio.sleep(1)
-        assert got == expected
+        first = [_order(n) for n in range(200)]
+        await produce_events(kafka_bootstrap, [(topic, event) for event in first])
+        expected = {e.get_id() for e in first if _paid(e, minimum=10)}
+        await _wait_for(expected, received, process, tmp_path)
+        # Editing the manifests while running re-applies them: the filter now wants >= 20.
+        (project / "app.yaml").write_text(
+            MANIFESTS.format(topic=topic).replace("INT(amount) >= 10", "INT(amount) >= 20")
+        )
+        await _wait_for_log(tmp_path / "run.log", "manifests changed: applied", process)
+        second = [_order(n) for n in range(200, 300)]
+        await produce_events(kafka_bootstrap, [(topic, event) for event in second])
+        expected |= {e.get_id() for e in second if _paid(e, minimum=20)}
+        await _wait_for(expected, received, process, tmp_path)
         process.send_signal(signal.SIGINT)
         code = await asyncio.to_thread(process.wait, 120)
     finally:
@@ -137,6 +137,33 @@ async def test_knray_run_delivers_from_a_users_project_and_stops_cleanly(
     output = (tmp_path / "run.log").read_text()
     assert code == 0, output[-3000:]
     assert "draining" in output
+
+
+def _paid(event: CloudEvent, *, minimum: int) -> bool:
+    return event.get_type() == "order.paid" and int(event["amount"]) >= minimum
+
+
+async def _wait_for(
+    expected: set[str], received: Path, process: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    deadline = time.monotonic() + 180
+    got: set[str] = set()
+    while time.monotonic() < deadline and got != expected:
+        assert process.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+        if received.exists():
+            got = set(received.read_text().split())
+        await asyncio.sleep(1)
+    assert got == expected
+
+
+async def _wait_for_log(log: Path, text: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-3000:]
+        if text in log.read_text():
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{text!r} not in the output: {log.read_text()[-3000:]}")
 
 
 def test_knray_demo_runs_to_a_summary_with_nothing_lost(tmp_path: Path) -> None:
