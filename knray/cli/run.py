@@ -136,6 +136,8 @@ def _watch(runtime: Any, stop: _StopFlag, console: Console, args: argparse.Names
     display = None if args.no_status else StatusDisplay(console, view)
     with display or contextlib.nullcontext():
         while not stop.event.wait(args.refresh_s):
+            for name in runtime.heal():
+                console.print(f"[yellow]replaced dead actor[/] {name}")
             current = _fingerprint(args.files)
             if current != seen:
                 seen = current

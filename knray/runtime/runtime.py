@@ -291,9 +291,15 @@ def _stats_or_dead(handle: Any) -> dict[str, Any]:
 
 
 def _sum_counters(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Add up numeric counters; per-partition maps of numbers (``lag``) add up to one number."""
     total: dict[str, Any] = {}
     for item in items:
-        for name, value in item.items():
+        for name, raw in item.items():
+            if name == "committed":
+                continue  # offsets of different partitions do not add up to anything
+            value = raw
+            if isinstance(raw, dict):
+                value = sum(v for v in raw.values() if isinstance(v, int | float))
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
             total[name] = total.get(name, 0) + value

@@ -39,7 +39,7 @@ def render_status(status: Mapping[str, Any]) -> Group:
     sources = status.get("sources") or {}
     if sources:
         parts.append(
-            _table("sources", ("consumed", "finished", "committed", "in_flight", "lag"), sources)
+            _table("sources", ("consumed", "finished", "in_flight", "lag", "commits"), sources)
         )
     triggers = status.get("triggers") or {}
     if triggers:

@@ -213,9 +213,14 @@ async def produce_events(
         pending = []
         for topic, event in items:
             record = to_kafka_structured(event) if structured else to_kafka_binary(event)
+            value = record.value
+            if value is None and record.key is None:
+                # A Kafka record needs a key or a value; an event without data (and without a
+                # partitionkey) goes as an empty value, which the binding reads back as no data.
+                value = b""
             pending.append(
                 await producer.send(
-                    topic, value=record.value, key=record.key, headers=list(record.headers)
+                    topic, value=value, key=record.key, headers=list(record.headers)
                 )
             )
             sent += 1

@@ -1,0 +1,1 @@
+"""Handlers the integration tests deploy as Knative Services (``tests.integration.handlers.*``)."""
