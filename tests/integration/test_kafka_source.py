@@ -38,8 +38,14 @@ class RecordingSink:
         self,
         delay: Callable[[], float] | None = None,
         fail: Callable[[CloudEvent], bool] | None = None,
+        gate: asyncio.Event | None = None,
+        gate_after: int = 0,
     ) -> None:
         self.events: list[CloudEvent] = []
+        # Once ``gate_after`` events are recorded, deliveries wait until ``gate`` is set: the
+        # stream is held mid-way, whatever the speed of the machine.
+        self.gate = gate
+        self.gate_after = gate_after
         self.calls: list[int] = []
         self.delay = delay
         self.fail = fail
@@ -51,6 +57,8 @@ class RecordingSink:
         self.in_flight += len(events)
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            if self.gate is not None and len(self.events) >= self.gate_after:
+                await self.gate.wait()
             if self.delay is not None:
                 await asyncio.sleep(self.delay())
             outcomes = []
@@ -342,7 +350,8 @@ async def test_a_killed_member_loses_nothing(
     topic = await kafka_topic(partitions=4)
     count = 12_000
     source = make_source(kafka_bootstrap, [topic])
-    sink = RecordingSink(delay=lambda: 0.05)  # about 4,000 events/s: the kill lands mid-stream
+    gate = asyncio.Event()
+    sink = RecordingSink(gate=gate, gate_after=count // 4)  # the kill lands mid-stream
     options: dict[str, Any] = {"batch_size": 100, "max_in_flight": 200, "commit_interval_s": 0.2}
     victim = KafkaConsumer(source, sink, consumer_options=FAST_GROUP, **options)
     victim_task = start(victim)
@@ -358,6 +367,7 @@ async def test_a_killed_member_loses_nothing(
         await victim_task
     delivered_before = len(sink.events)
     assert delivered_before < count
+    gate.set()
 
     successor = KafkaConsumer(source, sink, consumer_options=FAST_GROUP, **options)
     successor_task = start(successor)
