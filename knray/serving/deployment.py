@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
@@ -142,7 +143,11 @@ def build_application(
     spec = service.autoscaling
     handler = handler_spec_for_service(service)
     kwargs = kpa_params(spec).to_dict() if policy_kwargs is None else dict(policy_kwargs)
-    config = AutoscalingConfig(**autoscaling_config(spec), policy=_policy(kwargs))
+    with warnings.catch_warnings():
+        # metrics_interval_s is deprecated, but in Ray 2.60 it is the only way to set the
+        # metric push interval (the documented environment variables are not read).
+        warnings.filterwarnings("ignore", ".*metrics_interval_s", DeprecationWarning)
+        config = AutoscalingConfig(**autoscaling_config(spec), policy=_policy(kwargs))
     actor_options: dict[str, Any] = {"num_cpus": num_cpus(service)}
     if runtime_env:
         actor_options["runtime_env"] = runtime_env
