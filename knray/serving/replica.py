@@ -86,6 +86,22 @@ class ServiceReplica:
     # --- the data path ------------------------------------------------------------------
     async def handle(self, events: list[CloudEvent]) -> list[SubscriberResponse]:
         """Run the handler on each event; never raises for a bad event."""
+        responses, _ = await self.handle_timed(events)
+        return responses
+
+    async def handle_timed(
+        self, events: list[CloudEvent]
+    ) -> tuple[list[SubscriberResponse], float]:
+        """``handle`` plus the seconds the call spent in this replica.
+
+        The caller sizes its chunks on this time: its own round-trip time also counts the
+        calls queued ahead of it, which would shrink chunks as load grows.
+        """
+        started = time.monotonic()
+        responses = await self._handle(events)
+        return responses, time.monotonic() - started
+
+    async def _handle(self, events: list[CloudEvent]) -> list[SubscriberResponse]:
         self._add(len(events))
         try:
             if self._handler.batch is not None:

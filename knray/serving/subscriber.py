@@ -41,7 +41,7 @@ class ChunkSizer:
 
     @property
     def seconds_per_event(self) -> float | None:
-        """The smoothed wall time of a call divided by its events (None before any call)."""
+        """The smoothed time a call spends in the replica per event (None before any call)."""
         return self._seconds_per_event
 
     def observe(self, events: int, elapsed_s: float) -> None:
@@ -189,13 +189,13 @@ class ServeSubscriber:
         responses: list[SubscriberResponse | None],
         timeout_s: float | None,
     ) -> None:
-        started = time.monotonic()
-        response = handle.handle.remote(chunk)
+        response = handle.handle_timed.remote(chunk)
         try:
-            results: list[SubscriberResponse] = await asyncio.wait_for(_wait(response), timeout_s)
+            results: list[SubscriberResponse]
+            results, replica_s = await asyncio.wait_for(_wait(response), timeout_s)
             if len(results) != len(chunk):
                 raise RuntimeError(f"{len(results)} responses for {len(chunk)} events")
-            self.sizer.observe(len(chunk), time.monotonic() - started)
+            self.sizer.observe(len(chunk), replica_s)
         except TimeoutError:
             response.cancel()
             results = [SubscriberResponse(code=None, error=f"timed out after {timeout_s}s")] * len(

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from knray.serving import ChunkSizer
+import asyncio
+from collections.abc import Awaitable
+
+from knray import CloudEvent
+from knray.broker import SubscriberResponse
+from knray.serving import ChunkSizer, ServeSubscriber
 
 
 def test_unknown_speed_uses_the_initial_size() -> None:
@@ -31,3 +36,41 @@ def test_speed_is_smoothed() -> None:
     sizer.observe(10, 0.0)
     assert sizer.seconds_per_event == 0.05
     assert sizer.size() == 20
+
+
+class _QueueingHandle:
+    """A fake DeploymentHandle: every call waits behind the calls before it (one replica
+    working through a queue), and reports only its own time in the replica."""
+
+    def __init__(self, per_event_s: float) -> None:
+        self.per_event_s = per_event_s
+        self.chunk_sizes: list[int] = []
+        self._lock = asyncio.Lock()
+        self.handle_timed = self
+
+    def remote(self, chunk: list[CloudEvent]) -> Awaitable[tuple[list[SubscriberResponse], float]]:
+        self.chunk_sizes.append(len(chunk))
+        return self._run(chunk)
+
+    async def _run(self, chunk: list[CloudEvent]) -> tuple[list[SubscriberResponse], float]:
+        async with self._lock:
+            busy_s = self.per_event_s * len(chunk)
+            await asyncio.sleep(busy_s)
+            return [SubscriberResponse(200)] * len(chunk), busy_s
+
+
+async def test_chunks_do_not_shrink_when_calls_queue_behind_each_other() -> None:
+    # Round trips grow with the queue (many chunks in flight at once); sizing on them made
+    # chunks collapse to one event. Sizing on the replica's own time keeps them large.
+    handle = _QueueingHandle(per_event_s=0.0001)
+    subscriber = ServeSubscriber("app", sizer=ChunkSizer(target_call_s=0.01, initial_size=8))
+    subscriber._handle = handle
+    events = [
+        CloudEvent({"specversion": "1.0", "id": str(i), "source": "/s", "type": "t"})
+        for i in range(400)
+    ]
+    for start in range(0, 400, 100):
+        responses = await subscriber.send(events[start : start + 100], None)
+        assert [r.code for r in responses] == [200] * 100
+    assert subscriber.sizer.size() == 100  # 0.01 s / 0.0001 s per event
+    assert handle.chunk_sizes[-1] >= 50
