@@ -72,46 +72,63 @@ def _validate(attributes: Mapping[str, Any]) -> None:
         value = attributes.get(name)
         if value is None:
             raise InvalidEventError(f"missing required attribute {name!r}", attribute=name)
-    specversion = attributes["specversion"]
-    if specversion not in SPEC_VERSIONS:
+    _validate_items(attributes)
+
+
+# Attribute names already checked: events repeat a handful of names, so the regex runs once
+# per name instead of once per attribute of every event. Bounded so odd inputs cannot grow it.
+_CHECKED_NAMES: set[str] = set()
+_CHECKED_NAMES_MAX: Final = 4096
+
+
+def _check_name(name: Any) -> None:
+    if name in _CHECKED_NAMES:
+        return
+    if not isinstance(name, str) or not _ATTRIBUTE_NAME.fullmatch(name):
+        raise InvalidEventError(
+            f"invalid attribute name {name!r}: names are lower-case letters and digits",
+            attribute=str(name),
+        )
+    if name in {"data", "data_base64"}:
+        raise InvalidEventError("'data' is reserved and cannot be an attribute", attribute=name)
+    if len(_CHECKED_NAMES) < _CHECKED_NAMES_MAX:
+        _CHECKED_NAMES.add(name)
+
+
+def _validate_items(attributes: Mapping[str, Any]) -> None:
+    """Check names and value types (not presence of the required attributes)."""
+    specversion = attributes.get("specversion")
+    if specversion is not None and specversion not in SPEC_VERSIONS:
         raise InvalidEventError(
             f"attribute 'specversion': unsupported value {specversion!r} "
             f"(supported: {', '.join(sorted(SPEC_VERSIONS))})",
             attribute="specversion",
         )
     for name, value in attributes.items():
-        if not isinstance(name, str) or not _ATTRIBUTE_NAME.fullmatch(name):
-            raise InvalidEventError(
-                f"invalid attribute name {name!r}: names are lower-case letters and digits",
-                attribute=str(name),
-            )
-        if name in {"data", "data_base64"}:
-            raise InvalidEventError("'data' is reserved and cannot be an attribute", attribute=name)
-        if name in _STRING_ATTRIBUTES:
-            if not isinstance(value, str):
-                raise InvalidEventError(
-                    f"attribute {name!r} must be a string, got {type(value).__name__}",
-                    attribute=name,
-                )
-            if not value:
+        _check_name(name)
+        if isinstance(value, str):
+            if not value and name in _STRING_ATTRIBUTES:
                 raise InvalidEventError(f"attribute {name!r} must not be empty", attribute=name)
-        elif name == "time":
-            if isinstance(value, datetime):
-                if value.tzinfo is None:
-                    raise InvalidEventError(
-                        "attribute 'time' must carry a time zone", attribute=name
-                    )
-            elif isinstance(value, str):
+            if name == "time":
                 try:
                     parse_timestamp(value)
                 except ValueError as error:
                     raise InvalidEventError(f"attribute 'time': {error}", attribute=name) from None
-            else:
+            continue
+        if name in _STRING_ATTRIBUTES:
+            raise InvalidEventError(
+                f"attribute {name!r} must be a string, got {type(value).__name__}",
+                attribute=name,
+            )
+        if name == "time":
+            if not isinstance(value, datetime):
                 raise InvalidEventError(
                     f"attribute 'time' must be an RFC 3339 string or datetime, "
                     f"got {type(value).__name__}",
                     attribute=name,
                 )
+            if value.tzinfo is None:
+                raise InvalidEventError("attribute 'time' must carry a time zone", attribute=name)
         elif isinstance(value, bool | str | bytes | datetime):
             continue
         elif isinstance(value, int):
@@ -270,19 +287,28 @@ class CloudEvent:
     def evolve(self, attributes: Mapping[str, Any] | None = None, data: Any = _UNSET) -> CloudEvent:
         """A new event with some attributes set (a value of None removes one) or new data."""
         attrs = dict(self._attributes)
+        changed: dict[str, Any] = {}
         for name, value in (attributes or {}).items():
             if value is None:
+                if name in REQUIRED_ATTRIBUTES:
+                    raise InvalidEventError(
+                        f"cannot remove required attribute {name!r}", attribute=name
+                    )
                 attrs.pop(name, None)
             else:
-                attrs[name] = value
+                attrs[name] = changed[name] = value
+        # This event is valid already: only what changed needs checking.
+        _validate_items(changed)
+        event = CloudEvent.__new__(CloudEvent)
+        object.__setattr__(event, "_attributes", attrs)
+        object.__setattr__(event, "_hash", None)
         if data is _UNSET:
-            event = CloudEvent.from_encoded(attrs, self._body) if self._body else None
-            if event is not None:
-                if self._data is not _UNSET:
-                    object.__setattr__(event, "_data", self._data)
-                return event
-            return CloudEvent(attrs, self._data)
-        return CloudEvent(attrs, data)
+            object.__setattr__(event, "_body", self._body)
+            object.__setattr__(event, "_data", self._data)
+        else:
+            object.__setattr__(event, "_body", None)
+            object.__setattr__(event, "_data", data)
+        return event
 
     def to_sdk(self) -> BaseCloudEvent:
         """This event as the ``cloudevents`` SDK's core event (v1.0 or v0.3)."""
