@@ -169,7 +169,9 @@ spec:
     return "---".join(docs)
 
 
-def knray_consume(bootstrap: str, topic: str, count: int, triggers: int) -> float:
+def knray_consume(
+    bootstrap: str, topic: str, count: int, triggers: int, dispatchers: int = 1
+) -> float:
     """Seconds from the source's first consumed event until all ``count`` are finished."""
     namespace = f"bench{triggers}"
     with warnings.catch_warnings():
@@ -177,20 +179,25 @@ def knray_consume(bootstrap: str, topic: str, count: int, triggers: int) -> floa
         resources = list(
             parse_manifests(manifests(topic, bootstrap, triggers, namespace)).resources
         )
-    runtime = Runtime(consumer_options={"consumer_options": {"max_poll_records": 2000}})
+    runtime = Runtime(
+        dispatchers_per_broker=dispatchers,
+        consumer_options={"consumer_options": {"max_poll_records": 2000}},
+    )
     runtime.apply(resources)
-    key = f"KafkaSource/{namespace}/bench"
+    # Poll the consumer actor alone: Runtime.status() also asks Serve and every dispatcher,
+    # which would load the machine being measured.
+    source = ray.get_actor(f"source:KafkaSource/{namespace}/bench:0", namespace="knray")
     try:
         started: float | None = None
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:
-            stats = runtime.status()["sources"].get(key, {})
+            stats = ray.get(source.stats.remote())
             if started is None and stats.get("consumed", 0) > 0:
                 started = time.perf_counter()
             if stats.get("finished", 0) >= count:
                 assert started is not None
                 return time.perf_counter() - started
-            time.sleep(0.05)
+            time.sleep(0.1)
         raise TimeoutError(f"knray did not finish {count} events: {stats}")
     finally:
         runtime.shutdown(drain=False)

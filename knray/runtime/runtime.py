@@ -111,6 +111,10 @@ class Runtime:
         return plan
 
     def _apply_services(self, old: Plan, new: Plan) -> None:
+        if new.services and not old.services:
+            # knray calls deployments through handles only: no HTTP proxy to feed (it costs a
+            # process and CPU). A Serve instance already running keeps its own settings.
+            serve.start(proxy_location="Disabled")
         for planned in new.services:
             previous = old.service(planned.key)
             if previous is None or previous.service != planned.service:

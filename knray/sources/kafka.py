@@ -89,7 +89,9 @@ class KafkaConsumer:
         self.ordered = source.spec.ordering is Ordering.ORDERED
         self.batch_size = batch_size
         self.linger_s = linger_s
-        self.max_in_flight = max_in_flight or 4 * batch_size
+        # Enough batches in flight to hide a Ray round trip (measured: 4 batches of 500 gave
+        # 24k events/s through a dispatcher actor, 16 gave 34k).
+        self.max_in_flight = max_in_flight or 16 * batch_size
         self.commit_interval_s = commit_interval_s
         self.retry_backoff_s = retry_backoff_s
         self.max_retry_backoff_s = max_retry_backoff_s

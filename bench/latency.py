@@ -1,0 +1,325 @@
+"""Latency from produce time to handler entry: knray next to a raw aiokafka consumer.
+
+Run: python bench/latency.py [--rate 2000] [--seconds 30] [--warmup 5]
+
+One run, one Tansu broker (4 partitions per topic), the same paced load for both:
+- raw:   an aiokafka consumer (its own process, partitions assigned, no group) reading a topic;
+         latency = wall time when ``getmany`` returns the record - its produce time;
+- knray: KafkaSource -> Broker -> one Trigger (CESQL filter) -> an async handler on one replica
+         (``bench.handlers.timing:record_arrival``); latency = wall time at handler entry -
+         produce time.
+Each event carries its produce time (``time.time()`` just before ``producer.send``) in the
+``producedat`` extension, in microseconds. Events produced in the first ``--warmup`` seconds are
+left out of both. The last line is ``knray p99 - raw p99: X ms``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import multiprocessing
+import os
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on 127.0.0.1
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import ray
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from bench.handlers.timing import PRODUCED_AT, SINK_ACTOR, SINK_NAMESPACE
+from knray import CloudEvent
+from knray.errors import ManifestWarning
+from knray.manifests import parse_manifests
+from knray.runtime import Runtime, connect
+from knray.runtime.names import RAY_NAMESPACE, source_actor_name
+from knray.testing.kafka import create_topics, produce_events, start_tansu
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTITIONS = 4
+NAMESPACE = "benchlat"
+
+
+def stamped_events(topic: str, count: int) -> Iterator[tuple[str, CloudEvent]]:
+    """``count`` small events, each stamped with the time it is handed to the producer
+    (the generator is consumed lazily, one event per send)."""
+    for n in range(count):
+        yield (
+            topic,
+            CloudEvent(
+                {
+                    "specversion": "1.0",
+                    "id": f"e{n}",
+                    "source": "/bench",
+                    "type": "com.example.latency",
+                    "datacontenttype": "application/json",
+                    PRODUCED_AT: str(int(time.time() * 1_000_000)),
+                },
+                {"n": n, "text": "latency payload"},
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Load:
+    """What one run offers: ``count`` events to ``topic`` at ``rate`` per second, read with
+    ``fetch_wait_ms`` as aiokafka's ``fetch_max_wait_ms``."""
+
+    bootstrap: str
+    topic: str
+    rate: float
+    count: int
+    fetch_wait_ms: int
+
+
+def produce(load: Load) -> None:
+    events = stamped_events(load.topic, load.count)
+    asyncio.run(produce_events(load.bootstrap, events, rate_per_s=load.rate))
+
+
+# --- raw: an aiokafka consumer in its own process -----------------------------------------
+async def _raw_consume(load: Load, ready: Any) -> list[tuple[int, int]]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=load.bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=load.fetch_wait_ms,
+    )
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(load.topic, p) for p in range(PARTITIONS)])
+        await consumer.seek_to_beginning()
+        ready.set()
+        rows: list[tuple[int, int]] = []
+        deadline = time.monotonic() + 600
+        header = f"ce_{PRODUCED_AT}"
+        while len(rows) < load.count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            now = int(time.time() * 1_000_000)  # one read time for the whole fetch
+            for records in batches.values():
+                for record in records:
+                    produced = next(int(v) for k, v in record.headers if k == header)
+                    rows.append((produced, now))
+        return rows
+    finally:
+        await consumer.stop()
+
+
+def raw_consumer_process(load: Load, ready: Any, out: Any) -> None:
+    out.send(asyncio.run(_raw_consume(load, ready)))
+    out.close()
+
+
+def run_raw(load: Load) -> list[tuple[int, int]]:
+    """Rows ``(produced, read)`` of a plain consumer in a separate process (as knray's
+    consumer is in its own actor), so it does not share an event loop with the producer."""
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=raw_consumer_process, args=(load, ready, send), daemon=True)
+    process.start()
+    try:
+        if not ready.wait(60):
+            raise TimeoutError("raw consumer did not start")
+        produce(load)
+        if not receive.poll(120):
+            raise TimeoutError("raw consumer did not report")
+        rows: list[tuple[int, int]] = receive.recv()
+        return rows
+    finally:
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+
+
+# --- knray -------------------------------------------------------------------------------
+@ray.remote(num_cpus=0)
+class Sink:
+    """Collects the rows the handlers send (see bench/handlers/timing.py)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, ...]] = []
+
+    def add(self, rows: list[tuple[int, ...]]) -> None:
+        self.rows.extend(rows)
+
+    def count(self) -> int:
+        return len(self.rows)
+
+    def take(self) -> list[tuple[int, ...]]:
+        rows, self.rows = self.rows, []
+        return rows
+
+
+def manifests(topic: str, bootstrap: str) -> str:
+    return f"""
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {{name: bench, namespace: {NAMESPACE}}}
+---
+apiVersion: sources.knative.dev/v1
+kind: KafkaSource
+metadata: {{name: bench, namespace: {NAMESPACE}}}
+spec:
+  bootstrapServers: ["{bootstrap}"]
+  topics: ["{topic}"]
+  consumerGroup: knray-{uuid.uuid4().hex[:6]}
+  consumers: 1
+  initialOffset: earliest
+  ordering: unordered
+  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: bench}}}}
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {{name: arrival, namespace: {NAMESPACE}}}
+spec:
+  template:
+    metadata:
+      annotations:
+        knray.dev/handler: bench.handlers.timing:record_arrival
+        autoscaling.knative.dev/min-scale: "1"
+        autoscaling.knative.dev/max-scale: "1"
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: all, namespace: {NAMESPACE}}}
+spec:
+  broker: bench
+  filters: [{{cesql: "type LIKE 'com.example.%' AND source = '/bench'"}}]
+  subscriber: {{ref: {{apiVersion: serving.knative.dev/v1, kind: Service, name: arrival}}}}
+"""
+
+
+def wait_for(what: str, check: Any, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def run_knray(load: Load) -> list[tuple[int, ...]]:
+    """Rows ``(produced, handler entry)`` from KafkaSource -> Broker -> Trigger -> Service."""
+    sink = Sink.options(name=SINK_ACTOR, namespace=SINK_NAMESPACE).remote()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ManifestWarning)
+        resources = list(parse_manifests(manifests(load.topic, load.bootstrap)).resources)
+    runtime = Runtime(
+        consumer_options={"consumer_options": {"fetch_max_wait_ms": load.fetch_wait_ms}}
+    )
+    runtime.apply(resources)
+    source_key = f"KafkaSource/{NAMESPACE}/bench"
+    service_key = f"{NAMESPACE}/arrival"
+    consumer = ray.get_actor(source_actor_name(source_key, 0), namespace=RAY_NAMESPACE)
+    try:
+        wait_for(
+            "the replica",
+            lambda: runtime.status()["services"].get(service_key, {}).get("replicas", 0) >= 1,
+            120,
+        )
+        wait_for(
+            "partition assignment",
+            lambda: ray.get(consumer.stats.remote())["assigned"],
+            60,
+        )
+        produce(load)
+        wait_for("all arrivals", lambda: ray.get(sink.count.remote()) >= load.count, 120)
+        rows: list[tuple[int, ...]] = ray.get(sink.take.remote())
+        return rows
+    finally:
+        runtime.shutdown(drain=False)
+        ray.kill(sink)
+
+
+# --- report --------------------------------------------------------------------------------
+@dataclass
+class Summary:
+    name: str
+    samples: int
+    produced_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summarise(name: str, rows: list[tuple[int, ...]], warmup_s: float) -> Summary:
+    start, end = min(row[0] for row in rows), max(row[0] for row in rows)
+    cutoff = start + int(warmup_s * 1_000_000)
+    latencies = sorted((row[1] - row[0]) / 1000 for row in rows if row[0] >= cutoff)
+    if not latencies:
+        raise ValueError(f"{name}: no samples after the {warmup_s} s warm-up")
+    return Summary(
+        name,
+        len(latencies),
+        (len(rows) - 1) / max((end - start) / 1_000_000, 1e-9),
+        percentile(latencies, 50),
+        percentile(latencies, 99),
+        latencies[-1],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=2000, help="events/s offered")
+    parser.add_argument("--seconds", type=float, default=30, help="seconds of load per run")
+    parser.add_argument("--warmup", type=float, default=5, help="seconds left out at the start")
+    parser.add_argument(
+        "--fetch-max-wait-ms",
+        type=int,
+        default=10,
+        help="aiokafka fetch_max_wait_ms of both consumers (aiokafka's default is 500)",
+    )
+    args = parser.parse_args()
+    print(
+        f"reproduce: python bench/latency.py --rate {args.rate:g} --seconds {args.seconds:g} "
+        f"--warmup {args.warmup:g} --fetch-max-wait-ms {args.fetch_max_wait_ms}",
+        flush=True,
+    )
+    os.chdir(ROOT)  # Serve replicas import the handler from the current directory
+    count = int(args.rate * args.seconds)
+    wait = args.fetch_max_wait_ms
+    with start_tansu() as tansu:
+        bootstrap = tansu.bootstrap
+        topics = {"raw": "lat-raw", "knray": "lat-knray"}
+        asyncio.run(create_topics(bootstrap, topics.values(), partitions=PARTITIONS))
+        # Ray first, so both runs share a machine with Ray's own processes running.
+        connect(None, log_to_driver=False)
+        print(f"raw: {count} events at {args.rate:g}/s ...", flush=True)
+        raw = summarise(
+            "raw", run_raw(Load(bootstrap, topics["raw"], args.rate, count, wait)), args.warmup
+        )
+        print(f"knray: {count} events at {args.rate:g}/s ...", flush=True)
+        knray = summarise(
+            "knray",
+            run_knray(Load(bootstrap, topics["knray"], args.rate, count, wait)),
+            args.warmup,
+        )
+        ray.shutdown()
+    print()
+    print(f"produce -> handler entry, {args.warmup:g} s warm-up excluded")
+    print(f"{'run':<8}{'produced/s':>12}{'samples':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    for s in (raw, knray):
+        print(
+            f"{s.name:<8}{s.produced_per_s:>12,.0f}{s.samples:>10}"
+            f"{s.p50_ms:>10.1f}{s.p99_ms:>10.1f}{s.max_ms:>10.1f}"
+        )
+    print()
+    print(f"knray p99 - raw p99: {knray.p99_ms - raw.p99_ms:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,401 @@
+"""Autoscaling of a Knative Service on knray: cold start, scale-up under a burst, back to zero.
+
+Run: python bench/scaling.py [--idle 10] [--rate 500] [--burst 20] [--tail 60]
+
+KafkaSource -> Broker -> one Trigger -> a Service whose sync handler sleeps 50 ms
+(``bench.handlers.timing:sleep_50ms``), min-scale 0, initial-scale 0, target 10 at 70%,
+containerConcurrency 20. The run is: ``--idle`` seconds at zero replicas, a burst of ``--rate``
+events/s for ``--burst`` seconds, then idle until the Service is back at zero replicas (at most
+``--tail`` seconds). ``runtime.status()`` is sampled every 0.5 s (replicas RUNNING, events in
+flight in the source); the handler records produce, entry and exit time of each event.
+Writes ``docs/scaling.png``: events/s delivered and replicas over time, burst shaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import itertools
+import math
+import os
+import sys
+import threading
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on 127.0.0.1
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import matplotlib as mpl
+import ray
+
+mpl.use("Agg")
+import matplotlib.pyplot as plt
+
+from bench.handlers.timing import SINK_ACTOR, SINK_NAMESPACE, stamped_events
+from knray.errors import ManifestWarning
+from knray.manifests import parse_manifests
+from knray.runtime import Runtime, connect
+from knray.runtime.names import RAY_NAMESPACE, source_actor_name
+from knray.testing.kafka import create_topics, produce_events, start_tansu
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURE = ROOT / "docs" / "scaling.png"
+PARTITIONS = 4
+NAMESPACE = "benchscale"
+SOURCE_KEY = f"KafkaSource/{NAMESPACE}/bench"
+SERVICE_KEY = f"{NAMESPACE}/sleepy"
+TRIGGER_SUFFIX = "/all"
+SAMPLE_S = 0.5
+HANDLER_S = 0.05
+FETCH_MAX_WAIT_MS = 10  # Tansu answers a fetch only at max wait: keep it short (see latency.py)
+
+# Short windows so the run ends within about a minute after the burst.
+ANNOTATIONS = {
+    "min-scale": "0",
+    "max-scale": "10",
+    "initial-scale": "0",
+    "target": "10",
+    "target-utilization-percentage": "70",
+    "window": "10s",
+    "scale-down-delay": "5s",
+    "scale-to-zero-pod-retention-period": "5s",
+}
+# A replica runs as many sync handler calls at once as containerConcurrency (its thread pool;
+# without it, 16 threads). 20 leaves room above the target of 10, and the subscriber then keeps
+# at most 20 x running replicas events in replicas, so a backlog waits in the broker instead of
+# flooding the first replica (which would make the policy jump to max-scale).
+CONTAINER_CONCURRENCY = 20
+
+
+@ray.remote(num_cpus=0)
+class Sink:
+    """Collects the rows the handlers send (see bench/handlers/timing.py)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, ...]] = []
+
+    def add(self, rows: list[tuple[int, ...]]) -> None:
+        self.rows.extend(rows)
+
+    def count(self) -> int:
+        return len(self.rows)
+
+    def take(self) -> list[tuple[int, ...]]:
+        rows, self.rows = self.rows, []
+        return rows
+
+
+def manifests(topic: str, bootstrap: str) -> str:
+    annotations = "\n".join(
+        f'        autoscaling.knative.dev/{name}: "{value}"' for name, value in ANNOTATIONS.items()
+    )
+    return f"""
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {{name: bench, namespace: {NAMESPACE}}}
+---
+apiVersion: sources.knative.dev/v1
+kind: KafkaSource
+metadata: {{name: bench, namespace: {NAMESPACE}}}
+spec:
+  bootstrapServers: ["{bootstrap}"]
+  topics: ["{topic}"]
+  consumerGroup: knray-{uuid.uuid4().hex[:6]}
+  consumers: 1
+  initialOffset: earliest
+  ordering: unordered
+  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: bench}}}}
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {{name: sleepy, namespace: {NAMESPACE}}}
+spec:
+  template:
+    metadata:
+      annotations:
+        knray.dev/handler: bench.handlers.timing:sleep_50ms
+{annotations}
+    spec:
+      containerConcurrency: {CONTAINER_CONCURRENCY}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: all, namespace: {NAMESPACE}}}
+spec:
+  broker: bench
+  subscriber: {{ref: {{apiVersion: serving.knative.dev/v1, kind: Service, name: sleepy}}}}
+"""
+
+
+@dataclass
+class Sample:
+    at: float  # time.time()
+    replicas: int
+    in_flight: int  # consumed by the source, not finished
+    lag: int
+    delivered: int
+
+
+@dataclass
+class Burst:
+    """The producer's thread: idle, then the burst; times are ``time.time()``."""
+
+    bootstrap: str
+    topic: str
+    idle_s: float
+    rate: float
+    count: int
+    started: float | None = None
+    ended: float | None = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        try:
+            time.sleep(self.idle_s)
+            self.started = time.time()
+            events = stamped_events(self.topic, self.count, "com.example.burst")
+            asyncio.run(produce_events(self.bootstrap, events, rate_per_s=self.rate))
+            self.ended = time.time()
+        except BaseException as error:
+            self.error = error
+        finally:
+            self.done.set()
+
+
+def sample(runtime: Runtime) -> Sample:
+    status = runtime.status()
+    source = status["sources"].get(SOURCE_KEY, {})
+    trigger = next((c for k, c in status["triggers"].items() if k.endswith(TRIGGER_SUFFIX)), {})
+    return Sample(
+        at=time.time(),
+        replicas=status["services"].get(SERVICE_KEY, {}).get("replicas", 0),
+        in_flight=source.get("in_flight", 0),
+        lag=source.get("lag", 0),
+        delivered=trigger.get("delivered", 0),
+    )
+
+
+def wait_for(what: str, check: Any, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def run(
+    args: argparse.Namespace, bootstrap: str, topic: str
+) -> tuple[list[Sample], list[tuple[int, ...]]]:
+    sink = Sink.options(name=SINK_ACTOR, namespace=SINK_NAMESPACE).remote()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ManifestWarning)
+        resources = list(parse_manifests(manifests(topic, bootstrap)).resources)
+    runtime = Runtime(
+        consumer_options={"consumer_options": {"fetch_max_wait_ms": FETCH_MAX_WAIT_MS}}
+    )
+    runtime.apply(resources)
+    consumer = ray.get_actor(source_actor_name(SOURCE_KEY, 0), namespace=RAY_NAMESPACE)
+    count = int(args.rate * args.burst)
+    burst = Burst(bootstrap, topic, args.idle, args.rate, count)
+    samples: list[Sample] = []
+    try:
+        wait_for("partition assignment", lambda: ray.get(consumer.stats.remote())["assigned"], 60)
+        wait_for("zero replicas", lambda: sample(runtime).replicas == 0, 60)
+        producer = threading.Thread(target=burst.run, name="producer", daemon=True)
+        began = time.monotonic()
+        producer.start()
+        deadline = began + args.idle + args.burst + args.tail + 30
+        tick = 0
+        while time.monotonic() < deadline:
+            samples.append(sample(runtime))
+            if burst.error is not None:
+                raise burst.error
+            latest = samples[-1]
+            if (
+                burst.done.is_set()
+                and latest.delivered >= count
+                and latest.replicas == 0
+                and latest.at - (burst.ended or latest.at) > 2
+            ):
+                break
+            if burst.ended is not None and latest.at > burst.ended + args.tail:
+                break
+            tick += 1
+            time.sleep(max(0.0, began + tick * SAMPLE_S - time.monotonic()))
+        wait_for("the last rows", lambda: ray.get(sink.count.remote()) >= count, 10)
+        rows: list[tuple[int, ...]] = ray.get(sink.take.remote())
+        return samples, rows
+    finally:
+        runtime.shutdown(drain=False)
+        ray.kill(sink)
+
+
+# --- report --------------------------------------------------------------------------------
+def percentile(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+
+
+def first(samples: list[Sample], after: float, check: Any) -> Sample | None:
+    return next((s for s in samples if s.at >= after and check(s)), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--idle", type=float, default=10, help="seconds at zero before the burst")
+    parser.add_argument("--rate", type=float, default=500, help="events/s during the burst")
+    parser.add_argument("--burst", type=float, default=20, help="seconds of burst")
+    parser.add_argument(
+        "--tail", type=float, default=60, help="max seconds after the burst to wait for zero"
+    )
+    args = parser.parse_args()
+    print(
+        f"reproduce: python bench/scaling.py --idle {args.idle:g} --rate {args.rate:g} "
+        f"--burst {args.burst:g} --tail {args.tail:g}",
+        flush=True,
+    )
+    os.chdir(ROOT)  # Serve replicas import the handler from the current directory
+    target = float(ANNOTATIONS["target"]) * float(ANNOTATIONS["target-utilization-percentage"])
+    needed = math.ceil(args.rate * HANDLER_S / (target / 100))
+    print("annotations (autoscaling.knative.dev/):")
+    for name, value in ANNOTATIONS.items():
+        print(f"  {name}: {value}")
+    print(
+        f"  containerConcurrency: {CONTAINER_CONCURRENCY} (= handler threads per replica); "
+        f"KafkaSource fetch_max_wait_ms: {FETCH_MAX_WAIT_MS}"
+    )
+    print(
+        f"needed replicas: {args.rate:g} ev/s x {HANDLER_S} s = {args.rate * HANDLER_S:g} in "
+        f"flight / ({ANNOTATIONS['target']} x {ANNOTATIONS['target-utilization-percentage']}%)"
+        f" = {needed}",
+        flush=True,
+    )
+    with start_tansu() as tansu:
+        topic = "scale-events"
+        asyncio.run(create_topics(tansu.bootstrap, [topic], partitions=PARTITIONS))
+        connect(None, log_to_driver=False)
+        samples, rows = run(args, tansu.bootstrap, topic)
+        ray.shutdown()
+    report(args, samples, rows, needed)
+
+
+@dataclass
+class Series:
+    """Per sample interval, in seconds since the first produced event."""
+
+    times: list[float]  # sample times
+    mids: list[float]  # interval midpoints
+    delivered_rate: list[float]  # handler completions per second in the interval
+    running: list[int]  # events inside the handler at the end of the interval
+    burst_s: float
+
+
+def series(samples: list[Sample], rows: list[tuple[int, ...]], start: float, end: float) -> Series:
+    finished = sorted(r[2] / 1e6 for r in rows)
+    edges = [s.at for s in samples]
+    delivered_rate: list[float] = []
+    running: list[int] = []
+    j = 0
+    for left, right in itertools.pairwise(edges):
+        k = bisect.bisect_left(finished, right, lo=j)
+        delivered_rate.append((k - j) / (right - left))
+        j = k
+        running.append(sum(1 for r in rows if r[1] / 1e6 <= right < r[2] / 1e6))
+    times = [t - start for t in edges]
+    mids = [(a + b) / 2 for a, b in itertools.pairwise(times)]
+    return Series(times, mids, delivered_rate, running, end - start)
+
+
+def report(
+    args: argparse.Namespace, samples: list[Sample], rows: list[tuple[int, ...]], needed: int
+) -> None:
+    produced = sorted(r[0] / 1e6 for r in rows)
+    entered = sorted(r[1] / 1e6 for r in rows)
+    finished = sorted(r[2] / 1e6 for r in rows)
+    start = produced[0]  # the first produced event
+    end = produced[-1]  # the last produced event
+    reached = first(samples, start, lambda s: s.replicas >= needed)
+    peak = max(samples, key=lambda s: s.replicas)
+    zero = first(samples, finished[-1], lambda s: s.replicas == 0)
+    waits = sorted((r[1] - r[0]) / 1000 for r in rows)
+    late = [f for f in finished if end - 10 <= f <= end]
+    steady = len(late) / 10 if end - start >= 10 else float("nan")
+    data = series(samples, rows, start, end)
+
+    print()
+    print(f"timeline (every 2 s; t = 0 at the first produced event, burst {end - start:.1f} s)")
+    print(f"{'t s':>6}{'replicas':>10}{'in flight':>11}{'lag':>7}{'delivered/s':>13}")
+    step = round(2 / SAMPLE_S)
+    for index in range(0, len(samples) - 1, step):
+        s = samples[index]
+        print(
+            f"{data.times[index]:>6.1f}{s.replicas:>10}{s.in_flight:>11}{s.lag:>7}"
+            f"{data.delivered_rate[index]:>13.0f}"
+        )
+    print()
+    print(f"events: {len(rows)} produced at {(len(rows) - 1) / (end - start):.0f}/s, all handled")
+    print(f"cold start, first produced -> first handler entry: {entered[0] - start:.2f} s")
+    print(
+        f"cold start, first produced -> first delivered (handler done): {finished[0] - start:.2f} s"
+    )
+    if reached is None:
+        print(f"replicas never reached {needed}")
+    else:
+        print(f"first produced -> {needed} replicas RUNNING: {reached.at - start:.1f} s")
+    print(f"peak replicas: {peak.replicas} at t = {peak.at - start:.1f} s")
+    print(f"delivered over the last 10 s of the burst: {steady:.0f} events/s")
+    print(
+        f"produce -> handler entry, all events: p50 {percentile(waits, 50):.0f} ms, "
+        f"p99 {percentile(waits, 99):.0f} ms"
+    )
+    if zero is None:
+        print(f"replicas did not return to zero within {args.tail:g} s")
+    else:
+        print(
+            f"back to zero replicas: {zero.at - finished[-1]:.1f} s after the last delivery "
+            f"({zero.at - end:.1f} s after the last produced event)"
+        )
+    plot(samples, data, needed)
+    print(f"figure: {FIGURE.relative_to(ROOT)}")
+
+
+def plot(samples: list[Sample], data: Series, needed: int) -> None:
+    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(9, 6))
+    top.step(data.mids, data.delivered_rate, where="mid", color="tab:blue", label="delivered")
+    top.set_ylabel("events/s delivered")
+    top.legend(loc="upper right")
+    bottom.step(
+        data.times, [s.replicas for s in samples], where="post", color="tab:red", label="replicas"
+    )
+    bottom.axhline(needed, color="tab:red", linestyle=":", label=f"needed ({needed})")
+    bottom.set_ylabel("replicas RUNNING")
+    bottom.set_xlabel("seconds since the first produced event")
+    flight = bottom.twinx()
+    flight.plot(
+        data.times, [s.in_flight for s in samples], color="tab:gray", label="in flight (source)"
+    )
+    flight.plot(data.mids, data.running, color="tab:green", label="running in handlers")
+    flight.set_ylabel("events in flight")
+    lines = bottom.get_legend_handles_labels()
+    more = flight.get_legend_handles_labels()
+    bottom.legend(lines[0] + more[0], lines[1] + more[1], loc="upper right")
+    for axis in (top, bottom):
+        axis.axvspan(0, data.burst_s, color="orange", alpha=0.15)
+        axis.grid(alpha=0.3)
+    top.set_title("knray: 50 ms handler, burst (shaded) from zero replicas and back")
+    figure.tight_layout()
+    FIGURE.parent.mkdir(exist_ok=True)
+    figure.savefig(FIGURE, dpi=110)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    main()
