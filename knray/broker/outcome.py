@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from knray.events import CloudEvent
 
@@ -41,6 +41,10 @@ class Outcome:
         """True when the event needs no more work, so its offset may be committed."""
         return self.status is not DeliveryStatus.FAILED
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Outcomes cross Ray by the thousand; the generated slots pickling walks fields().
+        return (Outcome, (self.status, self.error))
+
 
 @dataclass(frozen=True, slots=True)
 class SubscriberResponse:
@@ -62,6 +66,12 @@ class SubscriberResponse:
     @property
     def ok(self) -> bool:
         return self.code is not None and 200 <= self.code < 300
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            SubscriberResponse,
+            (self.code, self.reply, self.error, self.retry_after_s, self.body),
+        )
 
 
 class Subscriber(Protocol):

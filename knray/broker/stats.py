@@ -35,7 +35,10 @@ class DispatchStats:
     def add_route(self, key: str, counter: str, n: int = 1) -> None:
         """Add ``n`` to a route counter and to the matching total."""
         if n:
-            self._routes.setdefault(key, Counter())[counter] += n
+            counts = self._routes.get(key)
+            if counts is None:  # not setdefault: that builds a Counter on every call
+                counts = self._routes[key] = Counter()
+            counts[counter] += n
             self._totals[counter] += n
 
     def add(self, counter: str, n: int = 1) -> None:

@@ -17,6 +17,9 @@ from knray.serving.deployment import app_name
 __all__ = ["ChunkSizer", "ServeSubscriber"]
 
 _REPLICA_REFRESH_S = 1.0
+# Serve calls in flight per subscriber. Each call costs the router a queue-length probe;
+# thousands at once (small chunks of many concurrent batches) stall it for seconds.
+MAX_CALLS_IN_FLIGHT = 32
 
 
 class ChunkSizer:
@@ -86,6 +89,7 @@ class ServeSubscriber:
         *,
         container_concurrency: int = 0,
         sizer: ChunkSizer | None = None,
+        max_calls_in_flight: int = MAX_CALLS_IN_FLIGHT,
     ) -> None:
         self._app = app
         self._deployment = deployment or app
@@ -96,6 +100,9 @@ class ServeSubscriber:
         self._changed: asyncio.Condition | None = None
         self._replicas = 1
         self._replicas_at = -math.inf
+        self._max_calls = max_calls_in_flight
+        self._calls: asyncio.Semaphore | None = None
+        self._probe: asyncio.Lock | None = None
 
     @classmethod
     def for_service(cls, service: KnativeService, **options: Any) -> ServeSubscriber:
@@ -145,10 +152,27 @@ class ServeSubscriber:
             return []
         if self._changed is None:
             self._changed = asyncio.Condition()
+            self._calls = asyncio.Semaphore(self._max_calls)
+            self._probe = asyncio.Lock()
         handle = await self._get_handle()
         responses: list[SubscriberResponse | None] = [None] * len(events)
         tasks: list[asyncio.Task[None]] = []
         start = 0
+        assert self._probe is not None
+        while self.sizer.seconds_per_event is None and start < len(events):
+            # Speed unknown: one chunk measures it before the rest is cut (a guess applied to
+            # every concurrent batch at once sends a flood of tiny calls).
+            async with self._probe:
+                if self.sizer.seconds_per_event is not None:
+                    break
+                limit = await self._limit()
+                chunk = list(events[start : start + self.sizer.size(limit)])
+                if limit is not None:
+                    await self._acquire(len(chunk), limit)
+                else:
+                    self._in_flight += len(chunk)
+                await self._call(handle, chunk, start, responses, timeout_s)
+                start += len(chunk)
         while start < len(events):
             limit = await self._limit()
             size = self.sizer.size(limit)
@@ -189,6 +213,8 @@ class ServeSubscriber:
         responses: list[SubscriberResponse | None],
         timeout_s: float | None,
     ) -> None:
+        assert self._calls is not None
+        await self._calls.acquire()
         response = handle.handle_timed.remote(chunk)
         try:
             results: list[SubscriberResponse]
@@ -206,6 +232,7 @@ class ServeSubscriber:
                 SubscriberResponse(code=None, error=f"{type(error).__name__}: {error}")
             ] * len(chunk)
         finally:
+            self._calls.release()
             await self._release(len(chunk))
         responses[offset : offset + len(chunk)] = results
 
