@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ray
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.handlers.timing import PRODUCED_AT, SINK_ACTOR, SINK_NAMESPACE
+from bench.handlers.timing import PRODUCED_AT, SINK_ACTOR, SINK_NAMESPACE, event_number
 from knray import CloudEvent
 from knray.errors import ManifestWarning
 from knray.manifests import parse_manifests
@@ -87,7 +87,7 @@ def produce(load: Load) -> None:
 
 
 # --- raw: an aiokafka consumer in its own process -----------------------------------------
-async def _raw_consume(load: Load, ready: Any) -> list[tuple[int, int]]:
+async def _raw_consume(load: Load, ready: Any) -> list[tuple[int, int, int]]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=load.bootstrap,
         enable_auto_commit=False,
@@ -98,16 +98,16 @@ async def _raw_consume(load: Load, ready: Any) -> list[tuple[int, int]]:
         consumer.assign([TopicPartition(load.topic, p) for p in range(PARTITIONS)])
         await consumer.seek_to_beginning()
         ready.set()
-        rows: list[tuple[int, int]] = []
+        rows: list[tuple[int, int, int]] = []
         deadline = time.monotonic() + 600
-        header = f"ce_{PRODUCED_AT}"
         while len(rows) < load.count and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
             now = int(time.time() * 1_000_000)  # one read time for the whole fetch
             for records in batches.values():
                 for record in records:
-                    produced = next(int(v) for k, v in record.headers if k == header)
-                    rows.append((produced, now))
+                    headers = dict(record.headers)
+                    produced = int(headers[f"ce_{PRODUCED_AT}"])
+                    rows.append((produced, now, event_number(headers["ce_id"])))
         return rows
     finally:
         await consumer.stop()
@@ -118,8 +118,8 @@ def raw_consumer_process(load: Load, ready: Any, out: Any) -> None:
     out.close()
 
 
-def run_raw(load: Load) -> list[tuple[int, int]]:
-    """Rows ``(produced, read)`` of a plain consumer in a separate process (as knray's
+def run_raw(load: Load) -> list[tuple[int, int, int]]:
+    """Rows ``(produced, read, event number)`` of a plain consumer in a separate process (as knray's
     consumer is in its own actor), so it does not share an event loop with the producer."""
     context = multiprocessing.get_context("spawn")
     ready = context.Event()
@@ -132,7 +132,7 @@ def run_raw(load: Load) -> list[tuple[int, int]]:
         produce(load)
         if not receive.poll(120):
             raise TimeoutError("raw consumer did not report")
-        rows: list[tuple[int, int]] = receive.recv()
+        rows: list[tuple[int, int, int]] = receive.recv()
         return rows
     finally:
         process.join(10)
@@ -207,7 +207,8 @@ def wait_for(what: str, check: Any, timeout_s: float) -> None:
 
 
 def run_knray(load: Load) -> list[tuple[int, ...]]:
-    """Rows ``(produced, handler entry)`` from KafkaSource -> Broker -> Trigger -> Service."""
+    """Rows ``(produced, handler entry, event number)`` of KafkaSource -> Broker -> Trigger
+    -> Service."""
     sink = Sink.options(name=SINK_ACTOR, namespace=SINK_NAMESPACE).remote()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ManifestWarning)
@@ -244,6 +245,7 @@ def run_knray(load: Load) -> list[tuple[int, ...]]:
 class Summary:
     name: str
     samples: int
+    duplicates: int
     produced_per_s: float
     p50_ms: float
     p99_ms: float
@@ -259,13 +261,19 @@ def percentile(ordered: list[float], q: float) -> float:
 def summarise(name: str, rows: list[tuple[int, ...]], warmup_s: float) -> Summary:
     start, end = min(row[0] for row in rows), max(row[0] for row in rows)
     cutoff = start + int(warmup_s * 1_000_000)
-    latencies = sorted((row[1] - row[0]) / 1000 for row in rows if row[0] >= cutoff)
+    earliest: dict[int, tuple[int, ...]] = {}
+    for row in rows:  # a redelivered event counts once, at its first arrival
+        if row[2] not in earliest or row[1] < earliest[row[2]][1]:
+            earliest[row[2]] = row
+    kept = earliest.values()
+    latencies = sorted((row[1] - row[0]) / 1000 for row in kept if row[0] >= cutoff)
     if not latencies:
         raise ValueError(f"{name}: no samples after the {warmup_s} s warm-up")
     return Summary(
         name,
         len(latencies),
-        (len(rows) - 1) / max((end - start) / 1_000_000, 1e-9),
+        len(rows) - len(earliest),
+        (len(earliest) - 1) / max((end - start) / 1_000_000, 1e-9),
         percentile(latencies, 50),
         percentile(latencies, 99),
         latencies[-1],
@@ -311,13 +319,18 @@ def main() -> None:
         ray.shutdown()
     print()
     print(f"produce -> handler entry, {args.warmup:g} s warm-up excluded")
-    print(f"{'run':<8}{'produced/s':>12}{'samples':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    print(
+        f"{'run':<8}{'produced/s':>12}{'samples':>10}{'dupes':>7}"
+        f"{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}"
+    )
     for s in (raw, knray):
         print(
-            f"{s.name:<8}{s.produced_per_s:>12,.0f}{s.samples:>10}"
+            f"{s.name:<8}{s.produced_per_s:>12,.0f}{s.samples:>10}{s.duplicates:>7}"
             f"{s.p50_ms:>10.1f}{s.p99_ms:>10.1f}{s.max_ms:>10.1f}"
         )
     print()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average at the end (1, 5, 15 min; {os.cpu_count()} CPUs): {load}")
     print(f"knray p99 - raw p99: {knray.p99_ms - raw.p99_ms:.1f} ms")
 
 

@@ -1,6 +1,7 @@
 """Autoscaling of a Knative Service on knray: cold start, scale-up under a burst, back to zero.
 
 Run: python bench/scaling.py [--idle 10] [--rate 500] [--burst 20] [--tail 60]
+                             [--container-concurrency 20]
 
 KafkaSource -> Broker -> one Trigger -> a Service whose sync handler sleeps 50 ms
 (``bench.handlers.timing:sleep_50ms``), min-scale 0, initial-scale 0, target 10 at 70%,
@@ -70,8 +71,10 @@ ANNOTATIONS = {
 # A replica runs as many sync handler calls at once as containerConcurrency (its thread pool;
 # without it, 16 threads). 20 leaves room above the target of 10, and the subscriber then keeps
 # at most 20 x running replicas events in replicas, so a backlog waits in the broker instead of
-# flooding the first replica (which would make the policy jump to max-scale).
-CONTAINER_CONCURRENCY = 20
+# flooding the first replica (which would make the policy jump to max-scale). Measured: with 0
+# (16 threads, no cap) one replica got the whole backlog and delivery was slower (130 vs 210-300
+# events/s in the burst).
+DEFAULT_CONTAINER_CONCURRENCY = 20
 
 
 @ray.remote(num_cpus=0)
@@ -92,7 +95,7 @@ class Sink:
         return rows
 
 
-def manifests(topic: str, bootstrap: str) -> str:
+def manifests(topic: str, bootstrap: str, concurrency: int) -> str:
     annotations = "\n".join(
         f'        autoscaling.knative.dev/{name}: "{value}"' for name, value in ANNOTATIONS.items()
     )
@@ -123,7 +126,7 @@ spec:
         knray.dev/handler: bench.handlers.timing:sleep_50ms
 {annotations}
     spec:
-      containerConcurrency: {CONTAINER_CONCURRENCY}
+      containerConcurrency: {concurrency}
 ---
 apiVersion: eventing.knative.dev/v1
 kind: Trigger
@@ -197,7 +200,9 @@ def run(
     sink = Sink.options(name=SINK_ACTOR, namespace=SINK_NAMESPACE).remote()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ManifestWarning)
-        resources = list(parse_manifests(manifests(topic, bootstrap)).resources)
+        resources = list(
+            parse_manifests(manifests(topic, bootstrap, args.container_concurrency)).resources
+        )
     runtime = Runtime(
         consumer_options={"consumer_options": {"fetch_max_wait_ms": FETCH_MAX_WAIT_MS}}
     )
@@ -256,10 +261,17 @@ def main() -> None:
     parser.add_argument(
         "--tail", type=float, default=60, help="max seconds after the burst to wait for zero"
     )
+    parser.add_argument(
+        "--container-concurrency",
+        type=int,
+        default=DEFAULT_CONTAINER_CONCURRENCY,
+        help="the Service's containerConcurrency (0: unbounded, 16 handler threads)",
+    )
     args = parser.parse_args()
     print(
         f"reproduce: python bench/scaling.py --idle {args.idle:g} --rate {args.rate:g} "
-        f"--burst {args.burst:g} --tail {args.tail:g}",
+        f"--burst {args.burst:g} --tail {args.tail:g} "
+        f"--container-concurrency {args.container_concurrency}",
         flush=True,
     )
     os.chdir(ROOT)  # Serve replicas import the handler from the current directory
@@ -269,7 +281,8 @@ def main() -> None:
     for name, value in ANNOTATIONS.items():
         print(f"  {name}: {value}")
     print(
-        f"  containerConcurrency: {CONTAINER_CONCURRENCY} (= handler threads per replica); "
+        f"  containerConcurrency: {args.container_concurrency} "
+        f"(handler threads per replica: {args.container_concurrency or 16}); "
         f"KafkaSource fetch_max_wait_ms: {FETCH_MAX_WAIT_MS}"
     )
     print(
@@ -285,6 +298,8 @@ def main() -> None:
         samples, rows = run(args, tansu.bootstrap, topic)
         ray.shutdown()
     report(args, samples, rows, needed)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average at the end (1, 5, 15 min; {os.cpu_count()} CPUs): {load}")
 
 
 @dataclass
@@ -294,21 +309,30 @@ class Series:
     times: list[float]  # sample times
     mids: list[float]  # interval midpoints
     delivered_rate: list[float]  # handler completions per second in the interval
-    running: list[int]  # events inside the handler at the end of the interval
+    running: list[float]  # average events inside the handler over the interval
     burst_s: float
 
 
-def series(samples: list[Sample], rows: list[tuple[int, ...]], start: float, end: float) -> Series:
+def _rates(rows: list[tuple[int, ...]], edges: list[float]) -> tuple[list[float], list[float]]:
+    """Completions per second and average events in the handler, per interval of ``edges``."""
     finished = sorted(r[2] / 1e6 for r in rows)
-    edges = [s.at for s in samples]
-    delivered_rate: list[float] = []
-    running: list[int] = []
-    j = 0
+    spans = sorted((r[1] / 1e6, r[2] / 1e6) for r in rows)
+    delivered: list[float] = []
+    running: list[float] = []
     for left, right in itertools.pairwise(edges):
-        k = bisect.bisect_left(finished, right, lo=j)
-        delivered_rate.append((k - j) / (right - left))
-        j = k
-        running.append(sum(1 for r in rows if r[1] / 1e6 <= right < r[2] / 1e6))
+        count = bisect.bisect_left(finished, right) - bisect.bisect_left(finished, left)
+        delivered.append(count / (right - left))
+        # spans are short (50 ms): only those entered shortly before the interval overlap it
+        low = bisect.bisect_left(spans, (left - 5.0,))
+        high = bisect.bisect_left(spans, (right,))
+        busy = sum(max(0.0, min(b, right) - max(a, left)) for a, b in spans[low:high])
+        running.append(busy / (right - left))
+    return delivered, running
+
+
+def series(samples: list[Sample], rows: list[tuple[int, ...]], start: float, end: float) -> Series:
+    edges = [s.at for s in samples]
+    delivered_rate, running = _rates(rows, edges)
     times = [t - start for t in edges]
     mids = [(a + b) / 2 for a, b in itertools.pairwise(times)]
     return Series(times, mids, delivered_rate, running, end - start)
@@ -326,22 +350,37 @@ def report(
     peak = max(samples, key=lambda s: s.replicas)
     zero = first(samples, finished[-1], lambda s: s.replicas == 0)
     waits = sorted((r[1] - r[0]) / 1000 for r in rows)
-    late = [f for f in finished if end - 10 <= f <= end]
-    steady = len(late) / 10 if end - start >= 10 else float("nan")
+    handler = sorted((r[2] - r[1]) / 1000 for r in rows)
     data = series(samples, rows, start, end)
+    gaps = [b.at - a.at for a, b in itertools.pairwise(samples)]
 
     print()
-    print(f"timeline (every 2 s; t = 0 at the first produced event, burst {end - start:.1f} s)")
-    print(f"{'t s':>6}{'replicas':>10}{'in flight':>11}{'lag':>7}{'delivered/s':>13}")
-    step = round(2 / SAMPLE_S)
-    for index in range(0, len(samples) - 1, step):
-        s = samples[index]
+    print(f"timeline (t = 0 at the first produced event; burst until t = {end - start:.1f} s)")
+    print(
+        f"{'t s':>6}{'replicas':>10}{'in flight':>11}{'in handler':>12}{'delivered/s':>13}"
+        "   (in flight: consumed, not finished; the last two: averages to the next row)"
+    )
+    rows_at = [0]
+    for index, sample in enumerate(samples):
+        if sample.at - samples[rows_at[-1]].at >= 2.0 - SAMPLE_S / 2:
+            rows_at.append(index)
+    for a, b in itertools.pairwise(rows_at):
+        s = samples[a]
+        delivered, running = _rates(rows, [s.at, samples[b].at])
         print(
-            f"{data.times[index]:>6.1f}{s.replicas:>10}{s.in_flight:>11}{s.lag:>7}"
-            f"{data.delivered_rate[index]:>13.0f}"
+            f"{s.at - start:>6.1f}{s.replicas:>10}{s.in_flight:>11}{running[0]:>12.1f}"
+            f"{delivered[0]:>13.0f}"
         )
+    last = samples[-1]
+    print(f"{last.at - start:>6.1f}{last.replicas:>10}{last.in_flight:>11}")
     print()
-    print(f"events: {len(rows)} produced at {(len(rows) - 1) / (end - start):.0f}/s, all handled")
+    print(
+        f"events: {len(rows)} handled, produced at {(len(rows) - 1) / (end - start):.0f}/s; "
+        f"handler time p50 {percentile(handler, 50):.0f} ms, p99 {percentile(handler, 99):.0f} ms"
+    )
+    print(
+        f"status samples: {len(samples)}, every {SAMPLE_S} s asked, largest gap {max(gaps):.1f} s"
+    )
     print(f"cold start, first produced -> first handler entry: {entered[0] - start:.2f} s")
     print(
         f"cold start, first produced -> first delivered (handler done): {finished[0] - start:.2f} s"
@@ -351,7 +390,11 @@ def report(
     else:
         print(f"first produced -> {needed} replicas RUNNING: {reached.at - start:.1f} s")
     print(f"peak replicas: {peak.replicas} at t = {peak.at - start:.1f} s")
-    print(f"delivered over the last 10 s of the burst: {steady:.0f} events/s")
+    for left in (0.0, 10.0):
+        right = min(left + 10.0, end - start)
+        delivered, _ = _rates(rows, [start + left, start + right])
+        print(f"delivered t = {left:.0f}..{right:.0f} s: {delivered[0]:.0f} events/s")
+    print(f"last delivery: t = {finished[-1] - start:.1f} s")
     print(
         f"produce -> handler entry, all events: p50 {percentile(waits, 50):.0f} ms, "
         f"p99 {percentile(waits, 99):.0f} ms"
@@ -363,34 +406,39 @@ def report(
             f"back to zero replicas: {zero.at - finished[-1]:.1f} s after the last delivery "
             f"({zero.at - end:.1f} s after the last produced event)"
         )
-    plot(samples, data, needed)
+    plot(samples, data, needed, args.rate)
     print(f"figure: {FIGURE.relative_to(ROOT)}")
 
 
-def plot(samples: list[Sample], data: Series, needed: int) -> None:
-    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(9, 6))
+def plot(samples: list[Sample], data: Series, needed: int, rate: float) -> None:
+    figure, (top, middle, bottom) = plt.subplots(
+        3, 1, sharex=True, figsize=(9, 7.5), height_ratios=(3, 2, 2)
+    )
     top.step(data.mids, data.delivered_rate, where="mid", color="tab:blue", label="delivered")
-    top.set_ylabel("events/s delivered")
+    top.hlines(rate, 0, data.burst_s, color="tab:orange", linestyle="--", label="produced")
+    top.set_ylabel("events/s")
     top.legend(loc="upper right")
-    bottom.step(
-        data.times, [s.replicas for s in samples], where="post", color="tab:red", label="replicas"
+    middle.step(
+        data.times, [s.replicas for s in samples], where="post", color="tab:red", label="RUNNING"
     )
-    bottom.axhline(needed, color="tab:red", linestyle=":", label=f"needed ({needed})")
-    bottom.set_ylabel("replicas RUNNING")
-    bottom.set_xlabel("seconds since the first produced event")
-    flight = bottom.twinx()
-    flight.plot(
-        data.times, [s.in_flight for s in samples], color="tab:gray", label="in flight (source)"
+    middle.axhline(needed, color="tab:red", linestyle=":", label=f"needed ({needed})")
+    middle.set_ylabel("replicas")
+    middle.legend(loc="upper right")
+    bottom.plot(data.times, [s.in_flight for s in samples], color="tab:gray", label="source (left)")
+    bottom.set_ylabel("in flight: source")
+    inside = bottom.twinx()
+    inside.step(
+        data.mids, data.running, where="mid", color="tab:green", label="in handlers (right)"
     )
-    flight.plot(data.mids, data.running, color="tab:green", label="running in handlers")
-    flight.set_ylabel("events in flight")
+    inside.set_ylabel("in handlers (avg)")
     lines = bottom.get_legend_handles_labels()
-    more = flight.get_legend_handles_labels()
+    more = inside.get_legend_handles_labels()
     bottom.legend(lines[0] + more[0], lines[1] + more[1], loc="upper right")
-    for axis in (top, bottom):
+    bottom.set_xlabel("seconds since the first produced event (burst shaded)")
+    for axis in (top, middle, bottom):
         axis.axvspan(0, data.burst_s, color="orange", alpha=0.15)
         axis.grid(alpha=0.3)
-    top.set_title("knray: 50 ms handler, burst (shaded) from zero replicas and back")
+    top.set_title("knray: 50 ms handler, burst from zero replicas and back")
     figure.tight_layout()
     FIGURE.parent.mkdir(exist_ok=True)
     figure.savefig(FIGURE, dpi=110)

@@ -36,5 +36,7 @@ def subscriber_for(
     if target.kind is TargetKind.URI:
         return HttpSubscriber(target.uri)
     if target.kind is TargetKind.SERVICE:
-        return ServeSubscriber.for_service(services[target.key].service)
+        # Each of the broker's dispatcher actors sends to the Service: split its
+        # containerConcurrency budget between them.
+        return ServeSubscriber.for_service(services[target.key].service, senders=pool_size)
     return BrokerSubscriber(target.key, broker_pool(target.key, pool_size))

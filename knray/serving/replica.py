@@ -49,6 +49,11 @@ class ServiceReplica:
         )
         threads = container_concurrency if container_concurrency > 0 else DEFAULT_SYNC_THREADS
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="knray-handler")
+        # Events this replica runs at once: its threads for a sync handler; an async one
+        # interleaves up to containerConcurrency (counted as 100 when unbounded).
+        self._parallelism = threads
+        if self._handler.is_async:
+            self._parallelism = container_concurrency if container_concurrency > 0 else 100
         self._in_flight = 0
         now = time.monotonic()
         self._area = 0.0
@@ -86,40 +91,56 @@ class ServiceReplica:
     # --- the data path ------------------------------------------------------------------
     async def handle(self, events: list[CloudEvent]) -> list[SubscriberResponse]:
         """Run the handler on each event; never raises for a bad event."""
-        responses, _ = await self.handle_timed(events)
+        responses, _, _ = await self.handle_timed(events)
         return responses
 
     async def handle_timed(
         self, events: list[CloudEvent]
-    ) -> tuple[list[SubscriberResponse], float]:
-        """``handle`` plus the seconds the call spent in this replica.
+    ) -> tuple[list[SubscriberResponse], float, int]:
+        """``handle`` plus how fast this replica works: the handler's busy seconds for these
+        events (added up, as if run one after another) and how many it runs at once.
 
-        The caller sizes its chunks on this time: its own round-trip time also counts the
-        calls queued ahead of it, which would shrink chunks as load grows.
+        The caller sizes its chunks on these: its own round-trip time also counts the calls
+        queued ahead of it, and a call's wall time hides that events run in parallel; either
+        one shrinks chunks to a single event under load.
         """
-        started = time.monotonic()
-        responses = await self._handle(events)
-        return responses, time.monotonic() - started
+        if self._handler.batch is not None:
+            started = time.monotonic()
+            responses = await self._handle(events)
+            return responses, time.monotonic() - started, 1
+        busy = [0.0]
+        responses = await self._handle(events, busy)
+        return responses, busy[0], self._parallelism
 
-    async def _handle(self, events: list[CloudEvent]) -> list[SubscriberResponse]:
+    async def _handle(
+        self, events: list[CloudEvent], busy: list[float] | None = None
+    ) -> list[SubscriberResponse]:
         self._add(len(events))
         try:
             if self._handler.batch is not None:
                 return list(await asyncio.gather(*(self._enqueue(event) for event in events)))
-            return list(await asyncio.gather(*(self._one(event) for event in events)))
+            return list(await asyncio.gather(*(self._one(event, busy) for event in events)))
         finally:
             self._add(-len(events))
 
-    async def _one(self, event: CloudEvent) -> SubscriberResponse:
+    async def _one(self, event: CloudEvent, busy: list[float] | None) -> SubscriberResponse:
         try:
             if self._limit is None:
-                result = await self._handler.call(event, self._executor)
+                result = await self._timed_call(event, busy)
             else:
                 async with self._limit:
-                    result = await self._handler.call(event, self._executor)
+                    result = await self._timed_call(event, busy)
         except Exception as error:
             return _failure(error)
         return response_for_result(result)
+
+    async def _timed_call(self, event: CloudEvent, busy: list[float] | None) -> object:
+        started = time.monotonic()
+        try:
+            return await self._handler.call(event, self._executor)
+        finally:
+            if busy is not None:
+                busy[0] += time.monotonic() - started
 
     async def _enqueue(self, event: CloudEvent) -> SubscriberResponse:
         if self._batch_queue is None:

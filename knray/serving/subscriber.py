@@ -20,6 +20,11 @@ _REPLICA_REFRESH_S = 1.0
 # Serve calls in flight per subscriber. Each call costs the router a queue-length probe;
 # thousands at once (small chunks of many concurrent batches) stall it for seconds.
 MAX_CALLS_IN_FLIGHT = 32
+# With containerConcurrency set, events in flight to a deployment are capped at this many
+# times running replicas x containerConcurrency. The excess waits in the replicas (like
+# Knative's queue-proxy), where the autoscaler sees it; a cap of exactly 1x kept the backlog
+# upstream, invisible, and scale-up stalled.
+QUEUE_FACTOR = 2
 
 
 class ChunkSizer:
@@ -41,16 +46,19 @@ class ChunkSizer:
         self._initial = initial_size
         self._smoothing = smoothing
         self._seconds_per_event: float | None = None
+        self._parallelism = 1
 
     @property
     def seconds_per_event(self) -> float | None:
         """The smoothed time a call spends in the replica per event (None before any call)."""
         return self._seconds_per_event
 
-    def observe(self, events: int, elapsed_s: float) -> None:
-        """Record one finished call of ``events`` events that took ``elapsed_s``."""
+    def observe(self, events: int, elapsed_s: float, parallelism: int = 1) -> None:
+        """Record one finished call of ``events`` events that kept the handler busy for
+        ``elapsed_s`` in total, on a replica running ``parallelism`` events at once."""
         if events <= 0 or elapsed_s < 0:
             return
+        self._parallelism = max(1, parallelism)
         sample = elapsed_s / events
         if self._seconds_per_event is None:
             self._seconds_per_event = sample
@@ -64,7 +72,8 @@ class ChunkSizer:
         elif self._seconds_per_event <= 0:
             size = self.max_size
         else:
-            size = math.floor(self.target_call_s / self._seconds_per_event)
+            # A call of n events takes about n / parallelism x seconds per event.
+            size = math.floor(self.target_call_s * self._parallelism / self._seconds_per_event)
         size = max(self.min_size, min(self.max_size, size))
         if limit is not None:
             size = max(1, min(size, limit))
@@ -90,6 +99,7 @@ class ServeSubscriber:
         container_concurrency: int = 0,
         sizer: ChunkSizer | None = None,
         max_calls_in_flight: int = MAX_CALLS_IN_FLIGHT,
+        senders: int = 1,
     ) -> None:
         self._app = app
         self._deployment = deployment or app
@@ -101,6 +111,9 @@ class ServeSubscriber:
         self._replicas = 1
         self._replicas_at = -math.inf
         self._max_calls = max_calls_in_flight
+        # Subscribers sending to the same deployment (one per dispatcher actor): each keeps
+        # its share of the replicas x containerConcurrency events in flight.
+        self._senders = max(1, senders)
         self._calls: asyncio.Semaphore | None = None
         self._probe: asyncio.Lock | None = None
 
@@ -142,7 +155,8 @@ class ServeSubscriber:
                 self._replicas = max(1, await asyncio.to_thread(self._running_replicas))
             except Exception:
                 self._replicas = max(1, self._replicas)
-        return self._concurrency * self._replicas
+        limit = QUEUE_FACTOR * self._concurrency * self._replicas
+        return max(1, limit // self._senders)
 
     async def send(
         self, events: Sequence[CloudEvent], timeout_s: float | None
@@ -218,10 +232,10 @@ class ServeSubscriber:
         response = handle.handle_timed.remote(chunk)
         try:
             results: list[SubscriberResponse]
-            results, replica_s = await asyncio.wait_for(_wait(response), timeout_s)
+            results, busy_s, parallelism = await asyncio.wait_for(_wait(response), timeout_s)
             if len(results) != len(chunk):
                 raise RuntimeError(f"{len(results)} responses for {len(chunk)} events")
-            self.sizer.observe(len(chunk), replica_s)
+            self.sizer.observe(len(chunk), busy_s, parallelism)
         except TimeoutError:
             response.cancel()
             results = [SubscriberResponse(code=None, error=f"timed out after {timeout_s}s")] * len(

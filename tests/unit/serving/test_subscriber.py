@@ -48,15 +48,17 @@ class _QueueingHandle:
         self._lock = asyncio.Lock()
         self.handle_timed = self
 
-    def remote(self, chunk: list[CloudEvent]) -> Awaitable[tuple[list[SubscriberResponse], float]]:
+    def remote(
+        self, chunk: list[CloudEvent]
+    ) -> Awaitable[tuple[list[SubscriberResponse], float, int]]:
         self.chunk_sizes.append(len(chunk))
         return self._run(chunk)
 
-    async def _run(self, chunk: list[CloudEvent]) -> tuple[list[SubscriberResponse], float]:
+    async def _run(self, chunk: list[CloudEvent]) -> tuple[list[SubscriberResponse], float, int]:
         async with self._lock:
             busy_s = self.per_event_s * len(chunk)
             await asyncio.sleep(busy_s)
-            return [SubscriberResponse(200)] * len(chunk), busy_s
+            return [SubscriberResponse(200)] * len(chunk), busy_s, 1
 
 
 async def test_chunks_do_not_shrink_when_calls_queue_behind_each_other() -> None:
@@ -74,3 +76,11 @@ async def test_chunks_do_not_shrink_when_calls_queue_behind_each_other() -> None
         assert [r.code for r in responses] == [200] * 100
     assert subscriber.sizer.size() == 100  # 0.01 s / 0.0001 s per event
     assert handle.chunk_sizes[-1] >= 50
+
+
+def test_parallel_replicas_get_chunks_sized_for_their_parallelism() -> None:
+    # A 50 ms handler on a replica running 20 events at once: a 0.1 s call holds 40 events,
+    # not 2 (sizing as if events ran one after another starved the replicas).
+    sizer = ChunkSizer(target_call_s=0.1)
+    sizer.observe(40, 40 * 0.05, parallelism=20)
+    assert sizer.size() == 40
