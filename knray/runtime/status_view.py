@@ -10,17 +10,9 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 
-__all__ = ["StatusDisplay", "render_status"]
+from knray.broker.stats import ROUTE_COUNTERS
 
-_TRIGGER_COLUMNS = (
-    "matched",
-    "delivered",
-    "retries",
-    "dead_lettered",
-    "dropped",
-    "failed",
-    "replies",
-)
+__all__ = ["StatusDisplay", "render_status"]
 
 
 def _table(title: str, columns: tuple[str, ...], rows: Mapping[str, Mapping[str, Any]]) -> Table:
@@ -43,7 +35,7 @@ def render_status(status: Mapping[str, Any]) -> Group:
         )
     triggers = status.get("triggers") or {}
     if triggers:
-        parts.append(_table("triggers", _TRIGGER_COLUMNS, triggers))
+        parts.append(_table("triggers", ROUTE_COUNTERS, triggers))
     services = status.get("services") or {}
     if services:
         parts.append(_table("services", ("replicas", "target", "status"), services))
