@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import sys
 import time
-import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import ray
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.handlers.timing import PRODUCED_AT, SINK_ACTOR, SINK_NAMESPACE, event_number
+from bench.pipeline import kafka_to_broker
 from knray import CloudEvent
 from knray.errors import ManifestWarning
 from knray.manifests import parse_manifests
@@ -161,22 +161,7 @@ class Sink:
 
 def manifests(topic: str, bootstrap: str) -> str:
     return f"""
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: bench, namespace: {NAMESPACE}}}
----
-apiVersion: sources.knative.dev/v1
-kind: KafkaSource
-metadata: {{name: bench, namespace: {NAMESPACE}}}
-spec:
-  bootstrapServers: ["{bootstrap}"]
-  topics: ["{topic}"]
-  consumerGroup: knray-{uuid.uuid4().hex[:6]}
-  consumers: 1
-  initialOffset: earliest
-  ordering: unordered
-  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: bench}}}}
----
+{kafka_to_broker(NAMESPACE, topic, bootstrap)}---
 apiVersion: serving.knative.dev/v1
 kind: Service
 metadata: {{name: arrival, namespace: {NAMESPACE}}}

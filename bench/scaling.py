@@ -23,7 +23,6 @@ import os
 import sys
 import threading
 import time
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench.handlers.timing import SINK_ACTOR, SINK_NAMESPACE, stamped_events
+from bench.pipeline import kafka_to_broker
 from knray.errors import ManifestWarning
 from knray.manifests import parse_manifests
 from knray.runtime import Runtime, connect
@@ -100,22 +100,7 @@ def manifests(topic: str, bootstrap: str, concurrency: int) -> str:
         f'        autoscaling.knative.dev/{name}: "{value}"' for name, value in ANNOTATIONS.items()
     )
     return f"""
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: bench, namespace: {NAMESPACE}}}
----
-apiVersion: sources.knative.dev/v1
-kind: KafkaSource
-metadata: {{name: bench, namespace: {NAMESPACE}}}
-spec:
-  bootstrapServers: ["{bootstrap}"]
-  topics: ["{topic}"]
-  consumerGroup: knray-{uuid.uuid4().hex[:6]}
-  consumers: 1
-  initialOffset: earliest
-  ordering: unordered
-  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: bench}}}}
----
+{kafka_to_broker(NAMESPACE, topic, bootstrap)}---
 apiVersion: serving.knative.dev/v1
 kind: Service
 metadata: {{name: sleepy, namespace: {NAMESPACE}}}

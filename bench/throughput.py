@@ -30,6 +30,7 @@ import ray
 from aiokafka import AIOKafkaConsumer
 from ray import serve
 
+from bench.pipeline import kafka_to_broker
 from knray import CloudEvent
 from knray.errors import ManifestWarning
 from knray.manifests import parse_manifests
@@ -120,22 +121,7 @@ async def naive_consume(bootstrap: str, topic: str, count: int) -> float:
 def manifests(topic: str, bootstrap: str, triggers: int, namespace: str) -> str:
     docs = [
         f"""
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: bench, namespace: {namespace}}}
----
-apiVersion: sources.knative.dev/v1
-kind: KafkaSource
-metadata: {{name: bench, namespace: {namespace}}}
-spec:
-  bootstrapServers: ["{bootstrap}"]
-  topics: ["{topic}"]
-  consumerGroup: knray-{uuid.uuid4().hex[:6]}
-  consumers: 1
-  initialOffset: earliest
-  ordering: unordered
-  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: bench}}}}
----
+{kafka_to_broker(namespace, topic, bootstrap)}---
 apiVersion: serving.knative.dev/v1
 kind: Service
 metadata: {{name: noop, namespace: {namespace}}}
