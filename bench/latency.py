@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import multiprocessing
 import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ray
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.handlers.timing import PRODUCED_AT, SINK_ACTOR, SINK_NAMESPACE, event_number
-from bench.pipeline import kafka_to_broker
-from knray import CloudEvent
+from bench.handlers.timing import (
+    PRODUCED_AT,
+    SINK_ACTOR,
+    SINK_NAMESPACE,
+    event_number,
+    stamped_events,
+)
+from bench.pipeline import Sink, kafka_to_broker, percentile, wait_for
 from knray.errors import ManifestWarning
 from knray.manifests import parse_manifests
 from knray.runtime import Runtime, connect
@@ -47,26 +50,6 @@ from knray.testing.kafka import create_topics, produce_events, start_tansu
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
 NAMESPACE = "benchlat"
-
-
-def stamped_events(topic: str, count: int) -> Iterator[tuple[str, CloudEvent]]:
-    """``count`` small events, each stamped with the time it is handed to the producer
-    (the generator is consumed lazily, one event per send)."""
-    for n in range(count):
-        yield (
-            topic,
-            CloudEvent(
-                {
-                    "specversion": "1.0",
-                    "id": f"e{n}",
-                    "source": "/bench",
-                    "type": "com.example.latency",
-                    "datacontenttype": "application/json",
-                    PRODUCED_AT: str(int(time.time() * 1_000_000)),
-                },
-                {"n": n, "text": "latency payload"},
-            ),
-        )
 
 
 @dataclass(frozen=True)
@@ -82,7 +65,7 @@ class Load:
 
 
 def produce(load: Load) -> None:
-    events = stamped_events(load.topic, load.count)
+    events = stamped_events(load.topic, load.count, "com.example.latency")
     asyncio.run(produce_events(load.bootstrap, events, rate_per_s=load.rate))
 
 
@@ -141,22 +124,6 @@ def run_raw(load: Load) -> list[tuple[int, int, int]]:
 
 
 # --- knray -------------------------------------------------------------------------------
-@ray.remote(num_cpus=0)
-class Sink:
-    """Collects the rows the handlers send (see bench/handlers/timing.py)."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[int, ...]] = []
-
-    def add(self, rows: list[tuple[int, ...]]) -> None:
-        self.rows.extend(rows)
-
-    def count(self) -> int:
-        return len(self.rows)
-
-    def take(self) -> list[tuple[int, ...]]:
-        rows, self.rows = self.rows, []
-        return rows
 
 
 def manifests(topic: str, bootstrap: str) -> str:
@@ -181,14 +148,6 @@ spec:
   filters: [{{cesql: "type LIKE 'com.example.%' AND source = '/bench'"}}]
   subscriber: {{ref: {{apiVersion: serving.knative.dev/v1, kind: Service, name: arrival}}}}
 """
-
-
-def wait_for(what: str, check: Any, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def run_knray(load: Load) -> list[tuple[int, ...]]:
@@ -235,12 +194,6 @@ class Summary:
     p50_ms: float
     p99_ms: float
     max_ms: float
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    """Nearest-rank percentile of sorted values."""
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def summarise(name: str, rows: list[tuple[int, ...]], warmup_s: float) -> Summary:

@@ -39,7 +39,7 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench.handlers.timing import SINK_ACTOR, SINK_NAMESPACE, stamped_events
-from bench.pipeline import kafka_to_broker
+from bench.pipeline import Sink, kafka_to_broker, percentile, wait_for
 from knray.errors import ManifestWarning
 from knray.manifests import parse_manifests
 from knray.runtime import Runtime, connect
@@ -75,24 +75,6 @@ ANNOTATIONS = {
 # (16 threads, no cap) one replica got the whole backlog and delivery was slower (130 vs 210-300
 # events/s in the burst).
 DEFAULT_CONTAINER_CONCURRENCY = 20
-
-
-@ray.remote(num_cpus=0)
-class Sink:
-    """Collects the rows the handlers send (see bench/handlers/timing.py)."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[int, ...]] = []
-
-    def add(self, rows: list[tuple[int, ...]]) -> None:
-        self.rows.extend(rows)
-
-    def count(self) -> int:
-        return len(self.rows)
-
-    def take(self) -> list[tuple[int, ...]]:
-        rows, self.rows = self.rows, []
-        return rows
 
 
 def manifests(topic: str, bootstrap: str, concurrency: int) -> str:
@@ -171,14 +153,6 @@ def sample(runtime: Runtime) -> Sample:
     )
 
 
-def wait_for(what: str, check: Any, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def run(
     args: argparse.Namespace, bootstrap: str, topic: str
 ) -> tuple[list[Sample], list[tuple[int, ...]]]:
@@ -229,9 +203,6 @@ def run(
 
 
 # --- report --------------------------------------------------------------------------------
-def percentile(ordered: list[float], q: float) -> float:
-    """Nearest-rank percentile of sorted values."""
-    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
 
 
 def first(samples: list[Sample], after: float, check: Any) -> Sample | None:
