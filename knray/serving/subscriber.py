@@ -179,22 +179,11 @@ class ServeSubscriber:
             async with self._probe:
                 if self.sizer.seconds_per_event is not None:
                     break
-                limit = await self._limit()
-                chunk = list(events[start : start + self.sizer.size(limit)])
-                if limit is not None:
-                    await self._acquire(len(chunk), limit)
-                else:
-                    self._in_flight += len(chunk)
+                chunk = await self._next_chunk(events, start)
                 await self._call(handle, chunk, start, responses, timeout_s)
                 start += len(chunk)
         while start < len(events):
-            limit = await self._limit()
-            size = self.sizer.size(limit)
-            chunk = list(events[start : start + size])
-            if limit is not None:
-                await self._acquire(len(chunk), limit)
-            else:
-                self._in_flight += len(chunk)
+            chunk = await self._next_chunk(events, start)
             tasks.append(
                 asyncio.create_task(self._call(handle, chunk, start, responses, timeout_s))
             )
@@ -204,6 +193,17 @@ class ServeSubscriber:
             r if r is not None else SubscriberResponse(code=None, error="no response")
             for r in responses
         ]
+
+    async def _next_chunk(self, events: Sequence[CloudEvent], start: int) -> list[CloudEvent]:
+        """The next chunk from ``start``, sized now, its events counted as in flight (waiting
+        for room under the containerConcurrency limit when there is one)."""
+        limit = await self._limit()
+        chunk = list(events[start : start + self.sizer.size(limit)])
+        if limit is not None:
+            await self._acquire(len(chunk), limit)
+        else:
+            self._in_flight += len(chunk)
+        return chunk
 
     async def _acquire(self, count: int, limit: int) -> None:
         assert self._changed is not None
