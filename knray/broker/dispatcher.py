@@ -231,8 +231,15 @@ class Dispatcher:
                 self._stats.add_route(route.key, "matched", len(matched))
                 work.append((route, matched))
         if work:
+            # filter_handler.go: the broker's TTL is removed before the subscriber sees the
+            # event. One copy per event, shared by every route that matched it.
+            outgoing: dict[int, CloudEvent] = {}
+            for _, idx in work:
+                for i in idx:
+                    if i not in outgoing:
+                        outgoing[i] = events[i].evolve({TTL_EXTENSION: None})
             delivered = await asyncio.gather(
-                *(self._deliver_route(route, [events[i] for i in idx]) for route, idx in work)
+                *(self._deliver_route(route, [outgoing[i] for i in idx]) for route, idx in work)
             )
             for (route, matched), results in zip(work, delivered, strict=True):
                 for i, result in zip(matched, results, strict=True):
@@ -249,12 +256,10 @@ class Dispatcher:
             return False
 
     async def _deliver_route(self, route: Route, events: list[CloudEvent]) -> list[_Result]:
-        # filter_handler.go: the broker's TTL is removed before the subscriber sees the event.
-        outgoing = [event.evolve({TTL_EXTENSION: None}) for event in events]
         if not route.ordered:
-            return await self._deliver_batch(route, outgoing)
+            return await self._deliver_batch(route, events)
         results: list[_Result] = []
-        for event in outgoing:
+        for event in events:
             results.extend(await self._deliver_batch(route, [event]))
         return results
 
@@ -267,14 +272,17 @@ class Dispatcher:
         )
         results: list[_Result | None] = [None] * len(events)
         failed: list[int] = []
+        replies = 0
         for position, response in enumerate(responses):
             if response.ok:
-                self._stats.add_route(route.key, "delivered")
                 if response.reply is not None:
-                    self._stats.add_route(route.key, "replies")
+                    replies += 1
                 results[position] = _Result(DeliveryStatus.DELIVERED, reply=response.reply)
             else:
                 failed.append(position)
+        self._stats.add_route(route.key, "delivered", len(events) - len(failed))
+        if replies:
+            self._stats.add_route(route.key, "replies", replies)
         if failed:
             for position, result in zip(
                 failed, await self._dead_letter(route, events, responses, failed), strict=True

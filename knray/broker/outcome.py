@@ -8,13 +8,20 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from knray.events import CloudEvent
+from knray.events.packed import PackedEvents, pack_events, unpack_events
 
 __all__ = [
     "DeliveryStatus",
     "EventSink",
     "Outcome",
+    "PackedOutcomes",
+    "PackedResponses",
     "Subscriber",
     "SubscriberResponse",
+    "pack_outcomes",
+    "pack_responses",
+    "unpack_outcomes",
+    "unpack_responses",
 ]
 
 
@@ -100,3 +107,46 @@ class EventSink(Protocol):
     """
 
     async def deliver(self, events: Sequence[CloudEvent]) -> list[Outcome]: ...
+
+
+# --- wire forms: what crosses between Ray processes by the thousand ----------------------
+# Plain tuples pickle on the C fast path; dataclasses and enums go through a Python reducer
+# per object (see knray.events.packed).
+PackedOutcomes = list[tuple[str, str | None]]
+PackedResponses = list[
+    tuple[int | None, PackedEvents | None, str | None, float | None, bytes | None]
+]
+
+
+def pack_outcomes(outcomes: Sequence[Outcome]) -> PackedOutcomes:
+    """``outcomes`` as plain tuples; :func:`unpack_outcomes` restores them."""
+    return [(outcome.status.value, outcome.error) for outcome in outcomes]
+
+
+def unpack_outcomes(packed: PackedOutcomes) -> list[Outcome]:
+    """The outcomes of a :func:`pack_outcomes` list."""
+    return [Outcome(DeliveryStatus(status), error) for status, error in packed]
+
+
+def pack_responses(responses: Sequence[SubscriberResponse]) -> PackedResponses:
+    """``responses`` as plain tuples; :func:`unpack_responses` restores them."""
+    return [
+        (
+            r.code,
+            None if r.reply is None else pack_events([r.reply]),
+            r.error,
+            r.retry_after_s,
+            r.body,
+        )
+        for r in responses
+    ]
+
+
+def unpack_responses(packed: PackedResponses) -> list[SubscriberResponse]:
+    """The responses of a :func:`pack_responses` list."""
+    return [
+        SubscriberResponse(
+            code, None if reply is None else unpack_events(reply)[0], error, retry_after_s, body
+        )
+        for code, reply, error, retry_after_s, body in packed
+    ]

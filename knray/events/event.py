@@ -95,6 +95,10 @@ def _check_name(name: Any) -> None:
         _CHECKED_NAMES.add(name)
 
 
+# A tuple, not ``bool | str | ...``: a union expression is rebuilt on every evaluation.
+_PLAIN_TYPES: Final = (bool, str, bytes, datetime)
+
+
 def _validate_items(attributes: Mapping[str, Any]) -> None:
     """Check names and value types (not presence of the required attributes)."""
     specversion = attributes.get("specversion")
@@ -129,7 +133,7 @@ def _validate_items(attributes: Mapping[str, Any]) -> None:
                 )
             if value.tzinfo is None:
                 raise InvalidEventError("attribute 'time' must carry a time zone", attribute=name)
-        elif isinstance(value, bool | str | bytes | datetime):
+        elif isinstance(value, _PLAIN_TYPES):
             continue
         elif isinstance(value, int):
             if not _INT32_MIN <= value <= _INT32_MAX:

@@ -13,8 +13,10 @@ from typing import Any
 
 from knray.broker import DeliveryStatus, EventSink, Outcome
 from knray.broker.dispatcher import Dispatcher, Route
+from knray.broker.outcome import PackedOutcomes, pack_outcomes
 from knray.broker.retry import DeliveryPolicy
 from knray.events import CloudEvent
+from knray.events.packed import PackedEvents, unpack_events
 from knray.filters import MatchAll
 from knray.runtime.plan import BrokerPlan, ServicePlan, SourcePlan, TargetKind
 from knray.runtime.targets import broker_pool, subscriber_for
@@ -57,6 +59,10 @@ class BrokerActor:
 
     async def deliver(self, events: Sequence[CloudEvent]) -> list[Outcome]:
         return await self._dispatcher.deliver(events)
+
+    async def deliver_packed(self, packed: PackedEvents) -> PackedOutcomes:
+        """``deliver`` in the wire form the pool uses (see knray.events.packed)."""
+        return pack_outcomes(await self._dispatcher.deliver(unpack_events(packed)))
 
     async def update(self, plan: BrokerPlan, services: Mapping[str, ServicePlan]) -> None:
         self._dispatcher.update_routes(_routes(plan, services, self._pool_size))

@@ -7,7 +7,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from knray.broker import DeliveryStatus, EventSink, Outcome, SubscriberResponse
+from knray.broker.outcome import unpack_outcomes
 from knray.events import CloudEvent
+from knray.events.packed import pack_events
 
 __all__ = ["BrokerSubscriber", "DispatcherPool"]
 
@@ -31,10 +33,10 @@ class DispatcherPool:
                 raise ValueError("a dispatcher pool needs at least one actor")
         handle = self._handles[next(self._next) % len(self._handles)]
         try:
-            outcomes: list[Outcome] = await handle.deliver.remote(list(events))
+            packed = await handle.deliver_packed.remote(pack_events(events))
         except Exception as error:  # an actor died: the events are not finished
             return [Outcome(DeliveryStatus.FAILED, f"dispatcher failed: {error}")] * len(events)
-        return outcomes
+        return unpack_outcomes(packed)
 
 
 class BrokerSubscriber:

@@ -9,8 +9,9 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from knray.broker.outcome import SubscriberResponse
+from knray.broker.outcome import PackedResponses, SubscriberResponse, pack_responses
 from knray.events import CloudEvent
+from knray.events.packed import PackedEvents, unpack_events
 from knray.serving.handlers import LoadedHandler, load_handler, response_for_result, split_results
 from knray.serving.policy import EVENTS_IN_FLIGHT
 
@@ -93,6 +94,11 @@ class ServiceReplica:
         """Run the handler on each event; never raises for a bad event."""
         responses, _, _ = await self.handle_timed(events)
         return responses
+
+    async def handle_packed(self, packed: PackedEvents) -> tuple[PackedResponses, float, int]:
+        """``handle_timed`` in the wire form callers use (see knray.events.packed)."""
+        responses, busy_s, parallelism = await self.handle_timed(unpack_events(packed))
+        return pack_responses(responses), busy_s, parallelism
 
     async def handle_timed(
         self, events: list[CloudEvent]

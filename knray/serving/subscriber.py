@@ -9,8 +9,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from knray.broker.outcome import SubscriberResponse
+from knray.broker.outcome import SubscriberResponse, unpack_responses
 from knray.events import CloudEvent
+from knray.events.packed import pack_events
 from knray.manifests.service import KnativeService
 from knray.serving.deployment import app_name
 
@@ -229,10 +230,10 @@ class ServeSubscriber:
     ) -> None:
         assert self._calls is not None
         await self._calls.acquire()
-        response = handle.handle_timed.remote(chunk)
+        response = handle.handle_packed.remote(pack_events(chunk))
         try:
-            results: list[SubscriberResponse]
-            results, busy_s, parallelism = await asyncio.wait_for(_wait(response), timeout_s)
+            packed, busy_s, parallelism = await asyncio.wait_for(_wait(response), timeout_s)
+            results = unpack_responses(packed)
             if len(results) != len(chunk):
                 raise RuntimeError(f"{len(results)} responses for {len(chunk)} events")
             self.sizer.observe(len(chunk), busy_s, parallelism)

@@ -7,6 +7,8 @@ from collections.abc import Awaitable
 
 from knray import CloudEvent
 from knray.broker import SubscriberResponse
+from knray.broker.outcome import PackedResponses, pack_responses
+from knray.events.packed import PackedEvents, unpack_events
 from knray.serving import ChunkSizer, ServeSubscriber
 
 
@@ -46,19 +48,18 @@ class _QueueingHandle:
         self.per_event_s = per_event_s
         self.chunk_sizes: list[int] = []
         self._lock = asyncio.Lock()
-        self.handle_timed = self
+        self.handle_packed = self
 
-    def remote(
-        self, chunk: list[CloudEvent]
-    ) -> Awaitable[tuple[list[SubscriberResponse], float, int]]:
+    def remote(self, packed: PackedEvents) -> Awaitable[tuple[PackedResponses, float, int]]:
+        chunk = unpack_events(packed)
         self.chunk_sizes.append(len(chunk))
         return self._run(chunk)
 
-    async def _run(self, chunk: list[CloudEvent]) -> tuple[list[SubscriberResponse], float, int]:
+    async def _run(self, chunk: list[CloudEvent]) -> tuple[PackedResponses, float, int]:
         async with self._lock:
             busy_s = self.per_event_s * len(chunk)
             await asyncio.sleep(busy_s)
-            return [SubscriberResponse(200)] * len(chunk), busy_s, 1
+            return pack_responses([SubscriberResponse(200)] * len(chunk)), busy_s, 1
 
 
 async def test_chunks_do_not_shrink_when_calls_queue_behind_each_other() -> None:
