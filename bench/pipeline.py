@@ -1,5 +1,5 @@
 """Pieces the benchmarks share: the KafkaSource -> Broker manifests, the actor collecting
-handler timings, waiting and percentiles."""
+handler timings, waiting, percentiles and CPU accounting."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import time
 import uuid
 from collections.abc import Callable
 
+import psutil
 import ray
 
-__all__ = ["Sink", "kafka_to_broker", "percentile", "wait_for"]
+__all__ = ["CpuMeter", "Sink", "kafka_to_broker", "percentile", "wait_for"]
 
 
 def kafka_to_broker(namespace: str, topic: str, bootstrap: str, broker: str = "bench") -> str:
@@ -65,3 +66,53 @@ def wait_for(what: str, check: Callable[[], object], timeout_s: float) -> None:
 def percentile(ordered: list[float], q: float) -> float:
     """Nearest-rank percentile of sorted values."""
     return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+
+
+def _role(process: psutil.Process) -> str:
+    """``BrokerActor``, ``ServeReplica``, ``raylet``, ...: Ray names its workers ``ray::Class``."""
+    command = process.cmdline()
+    name = command[0] if command else process.name()
+    if name.startswith("ray::"):
+        return name[5:].split(":")[0].split(".")[0].split(" ")[0]
+    return name.rsplit("/", 1)[-1].split(" ")[0]
+
+
+class CpuMeter:
+    """CPU seconds spent by this process and everything it started (the local Ray cluster),
+    by role, between :meth:`start` and :meth:`stop`. CPU time, unlike wall time, barely moves
+    with the machine's other load, so per-event figures compare across runs."""
+
+    def __init__(self) -> None:
+        self._before: dict[int, tuple[str, float]] = {}
+        self.seconds: dict[str, float] = {}
+
+    @staticmethod
+    def _sample() -> dict[int, tuple[str, float]]:
+        me = psutil.Process()
+        sample: dict[int, tuple[str, float]] = {}
+        for process in [me, *me.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+                sample[process.pid] = (_role(process), times.user + times.system)
+            except psutil.Error:
+                continue  # ended meanwhile
+        return sample
+
+    def start(self) -> None:
+        self._before = self._sample()
+
+    def stop(self) -> dict[str, float]:
+        seconds: dict[str, float] = {}
+        for pid, (role, used) in self._sample().items():
+            earlier = self._before.get(pid, (role, 0.0))[1]
+            seconds[role] = seconds.get(role, 0.0) + max(used - earlier, 0.0)
+        self.seconds = seconds
+        return seconds
+
+    def per_event_table(self, events: int, top: int = 6) -> str:
+        """The busiest roles in microseconds of CPU per event, and the total."""
+        rows = sorted(self.seconds.items(), key=lambda item: -item[1])
+        total = sum(self.seconds.values())
+        lines = [f"  {role:<22}{used / events * 1e6:>8.1f}" for role, used in rows[:top]]
+        lines.append(f"  {'total':<22}{total / events * 1e6:>8.1f}")
+        return "\n".join(lines)

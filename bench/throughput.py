@@ -30,7 +30,7 @@ import ray
 from aiokafka import AIOKafkaConsumer
 from ray import serve
 
-from bench.pipeline import kafka_to_broker
+from bench.pipeline import CpuMeter, kafka_to_broker
 from knray import CloudEvent
 from knray.errors import ManifestWarning
 from knray.manifests import parse_manifests
@@ -156,9 +156,16 @@ spec:
 
 
 def knray_consume(
-    bootstrap: str, topic: str, count: int, triggers: int, dispatchers: int = 1
+    bootstrap: str,
+    topic: str,
+    count: int,
+    triggers: int,
+    meter: CpuMeter,
+    *,
+    dispatchers: int = 1,
 ) -> float:
-    """Seconds from the source's first consumed event until all ``count`` are finished."""
+    """Seconds from the source's first consumed event until all ``count`` are finished;
+    ``meter`` measures the CPU spent meanwhile."""
     namespace = f"bench{triggers}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ManifestWarning)
@@ -180,9 +187,12 @@ def knray_consume(
             stats = ray.get(source.stats.remote())
             if started is None and stats.get("consumed", 0) > 0:
                 started = time.perf_counter()
+                meter.start()
             if stats.get("finished", 0) >= count:
                 assert started is not None
-                return time.perf_counter() - started
+                elapsed = time.perf_counter() - started
+                meter.stop()
+                return elapsed
             time.sleep(0.1)
         raise TimeoutError(f"knray did not finish {count} events: {stats}")
     finally:
@@ -194,6 +204,7 @@ class Result:
     name: str
     events: int
     seconds: float
+    cpu: CpuMeter | None = None
 
     @property
     def rate(self) -> float:
@@ -216,7 +227,11 @@ def main() -> None:
         asyncio.run(create_topics(bootstrap, [topic], partitions=PARTITIONS))
         print(f"producing {count} events ...", flush=True)
         asyncio.run(produce_events(bootstrap, [(topic, e) for e in events]))
-        results = [Result("raw", count, asyncio.run(raw_consume(bootstrap, topic, count)))]
+        raw_meter = CpuMeter()
+        raw_meter.start()
+        raw_seconds = asyncio.run(raw_consume(bootstrap, topic, count))
+        raw_meter.stop()
+        results = [Result("raw", count, raw_seconds, raw_meter)]
         print(f"raw: {results[-1].rate:,.0f} events/s", flush=True)
         connect(None, log_to_driver=False)
         if "naive" not in args.skip:
@@ -225,10 +240,15 @@ def main() -> None:
                 Result("naive", naive, asyncio.run(naive_consume(bootstrap, topic, naive)))
             )
             print(f"naive: {results[-1].rate:,.0f} events/s", flush=True)
-        results.append(Result("knray", count, knray_consume(bootstrap, topic, count, 1)))
+        meter = CpuMeter()
+        results.append(
+            Result("knray", count, knray_consume(bootstrap, topic, count, 1, meter), meter)
+        )
         print(f"knray: {results[-1].rate:,.0f} events/s", flush=True)
         if "fanout" not in args.skip:
-            results.append(Result("fanout", count, knray_consume(bootstrap, topic, count, 100)))
+            meter = CpuMeter()
+            seconds = knray_consume(bootstrap, topic, count, 100, meter)
+            results.append(Result("fanout", count, seconds, meter))
             print(f"fanout: {results[-1].rate:,.0f} events/s", flush=True)
         ray.shutdown()
     by_name = {r.name: r for r in results}
@@ -237,6 +257,12 @@ def main() -> None:
     print(f"{'run':<8}{'events':>10}{'seconds':>10}{'events/s':>12}")
     for r in results:
         print(f"{r.name:<8}{r.events:>10}{r.seconds:>10.2f}{r.rate:>12,.0f}")
+    print()
+    print("CPU per event (µs; all processes of the run, busiest first; raw runs in this one)")
+    for r in results:
+        if r.cpu is not None:
+            print(f"{r.name}:")
+            print(r.cpu.per_event_table(r.events))
     print()
     if "naive" in by_name:
         print(f"knray/naive throughput ratio: {knray.rate / by_name['naive'].rate:.2f}")
