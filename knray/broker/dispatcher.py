@@ -27,7 +27,14 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from knray.broker.dead_letter import with_error_extensions
-from knray.broker.ingress import DEFAULT_TTL, TTL_EXTENSION, read_ttl, stamp_ingress
+from knray.broker.ingress import (
+    ARRIVAL_TIME_EXTENSION,
+    DEFAULT_TTL,
+    TTL_EXTENSION,
+    format_arrival_time,
+    next_ttl,
+    read_ttl,
+)
 from knray.broker.outcome import DeliveryStatus, Outcome, Subscriber, SubscriberResponse
 from knray.broker.retry import DeliveryPolicy, is_retryable
 from knray.broker.stats import DispatchStats
@@ -162,22 +169,23 @@ class Dispatcher:
         self._stats.add("received", len(events))
         outcomes: list[Outcome | None] = [None] * len(events)
         now = self._clock()
-        wave: list[tuple[int, CloudEvent]] = []
+        # (the event it came from, the subscribers' view of it, its TTL in the broker)
+        wave: list[tuple[int, CloudEvent, int]] = []
         for index, event in enumerate(events):
-            stamped = self._ingress(event, now, reply=False)
-            if stamped is None:
+            admitted = self._ingress(event, read_ttl(event), now, reply=False)
+            if admitted is None:
                 outcomes[index] = Outcome(DeliveryStatus.DROPPED, "TTL exhausted")
             else:
-                wave.append((index, stamped))
+                wave.append((index, *admitted))
 
         own: dict[int, list[tuple[Route, _Result]]] = {}
         reply_errors: dict[int, list[str]] = {}
         first = True
         while wave:
-            per_event = await self._dispatch([event for _, event in wave])
-            next_wave: list[tuple[int, CloudEvent]] = []
+            per_event = await self._dispatch([event for _, event, _ in wave])
+            next_wave: list[tuple[int, CloudEvent, int]] = []
             now = self._clock()
-            for (root, event), results in zip(wave, per_event, strict=True):
+            for (root, event, ttl), results in zip(wave, per_event, strict=True):
                 if first:
                     own[root] = results
                 else:
@@ -189,10 +197,9 @@ class Dispatcher:
                 for _, result in results:
                     if result.reply is not None:
                         # filter_handler.go: the reply carries the TTL the event had.
-                        reply = result.reply.evolve({TTL_EXTENSION: read_ttl(event)})
-                        stamped = self._ingress(reply, now, reply=True)
-                        if stamped is not None:
-                            next_wave.append((root, stamped))
+                        admitted = self._ingress(result.reply, ttl, now, reply=True)
+                        if admitted is not None:
+                            next_wave.append((root, *admitted))
             wave = next_wave
             first = False
 
@@ -201,12 +208,16 @@ class Dispatcher:
         return [outcome for outcome in outcomes if outcome is not None]
 
     # --- ingress -------------------------------------------------------------------------
-    def _ingress(self, event: CloudEvent, now: datetime, *, reply: bool) -> CloudEvent | None:
+    def _ingress(
+        self, event: CloudEvent, ttl: int | None, now: datetime, *, reply: bool
+    ) -> tuple[CloudEvent, int] | None:
+        """The subscribers' view of an event entering the broker with ``ttl``, and its TTL
+        inside; None when the TTL is exhausted. The TTL travels beside the view rather than
+        in it: one derived copy per event, not one to stamp it and one to strip it."""
         if reply:
             self._stats.add("reply_events")
-        stamped = stamp_ingress(event, now, self._default_ttl)
-        ttl = read_ttl(stamped)
-        if ttl is None or ttl <= 0:
+        ttl = next_ttl(ttl, self._default_ttl)
+        if ttl <= 0:
             # ingress_handler.go: "dropping event based on TTL status".
             self._stats.add("ttl_dropped")
             _log.warning(
@@ -219,7 +230,9 @@ class Dispatcher:
                 TTL_EXTENSION,
             )
             return None
-        return stamped
+        # filter_handler.go: the broker's TTL is removed before the subscriber sees the event.
+        view = event.evolve({ARRIVAL_TIME_EXTENSION: format_arrival_time(now), TTL_EXTENSION: None})
+        return view, ttl
 
     # --- fan-out -------------------------------------------------------------------------
     async def _dispatch(self, events: list[CloudEvent]) -> list[list[tuple[Route, _Result]]]:
@@ -231,15 +244,8 @@ class Dispatcher:
                 self._stats.add_route(route.key, "matched", len(matched))
                 work.append((route, matched))
         if work:
-            # filter_handler.go: the broker's TTL is removed before the subscriber sees the
-            # event. One copy per event, shared by every route that matched it.
-            outgoing: dict[int, CloudEvent] = {}
-            for _, idx in work:
-                for i in idx:
-                    if i not in outgoing:
-                        outgoing[i] = events[i].evolve({TTL_EXTENSION: None})
             delivered = await asyncio.gather(
-                *(self._deliver_route(route, [outgoing[i] for i in idx]) for route, idx in work)
+                *(self._deliver_route(route, [events[i] for i in idx]) for route, idx in work)
             )
             for (route, matched), results in zip(work, delivered, strict=True):
                 for i, result in zip(matched, results, strict=True):

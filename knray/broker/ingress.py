@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_TTL",
     "TTL_EXTENSION",
     "format_arrival_time",
+    "next_ttl",
     "read_ttl",
     "stamp_ingress",
 ]
@@ -48,11 +49,16 @@ def format_arrival_time(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def next_ttl(ttl: int | None, default_ttl: int = DEFAULT_TTL) -> int:
+    """An entering event's TTL in the broker: the default when missing or invalid, else one
+    less, never below 0. The broker drops the event when the result is <= 0."""
+    return default_ttl if ttl is None else max(ttl - 1, 0)
+
+
 def stamp_ingress(event: CloudEvent, now: datetime, default_ttl: int = DEFAULT_TTL) -> CloudEvent:
     """The event as the broker holds it: arrival time set, TTL defaulted or decremented.
 
     The caller drops it when its TTL is then <= 0 (``read_ttl(result) <= 0``).
     """
-    ttl = read_ttl(event)
-    ttl = default_ttl if ttl is None else max(ttl - 1, 0)
+    ttl = next_ttl(read_ttl(event), default_ttl)
     return event.evolve({ARRIVAL_TIME_EXTENSION: format_arrival_time(now), TTL_EXTENSION: ttl})

@@ -352,11 +352,13 @@ async def test_reply_loop_stops_when_the_ttl_is_exhausted(caplog: pytest.LogCapt
     d = dispatcher(route(subscriber=sub), default_ttl=5)
     original = d._ingress  # observe the TTL of everything that enters
 
-    def spy(event: CloudEvent, now: datetime, *, reply: bool) -> CloudEvent | None:
-        stamped = original(event, now, reply=reply)
-        if stamped is not None:
-            seen_ttls.append(stamped["knativebrokerttl"])
-        return stamped
+    def spy(
+        event: CloudEvent, ttl: int | None, now: datetime, *, reply: bool
+    ) -> tuple[CloudEvent, int] | None:
+        admitted = original(event, ttl, now, reply=reply)
+        if admitted is not None:
+            seen_ttls.append(admitted[1])
+        return admitted
 
     d._ingress = spy  # type: ignore[method-assign]
     [outcome] = await d.deliver([make_event("1")])
