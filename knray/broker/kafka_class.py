@@ -28,6 +28,7 @@ __all__ = [
     "broker_topic",
     "is_kafka_broker",
     "kafka_broker_config",
+    "kafka_broker_configs",
     "trigger_group",
     "trigger_source",
 ]
@@ -133,6 +134,28 @@ def kafka_broker_config(
     if problems:
         raise ManifestError([FieldProblem(path, problem, broker.key) for problem in problems])
     return KafkaBrokerConfig(hosts, broker_topic(broker), partitions, replication)
+
+
+def kafka_broker_configs(
+    resources: Sequence[Resource], bootstrap_servers: str | None = None
+) -> dict[str, KafkaBrokerConfig]:
+    """The config of every Kafka-class Broker of ``resources``, by ``namespace/name``.
+
+    Raises one ManifestError naming every problem.
+    """
+    configs: dict[str, KafkaBrokerConfig] = {}
+    problems: list[FieldProblem] = []
+    for broker in resources:
+        if isinstance(broker, Broker) and is_kafka_broker(broker):
+            try:
+                configs[f"{broker.namespace}/{broker.name}"] = kafka_broker_config(
+                    broker, resources, bootstrap_servers
+                )
+            except ManifestError as error:
+                problems.extend(error.problems)
+    if problems:
+        raise ManifestError(problems)
+    return configs
 
 
 def trigger_source(trigger: Trigger, config: KafkaBrokerConfig) -> KafkaSource:

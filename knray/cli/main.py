@@ -11,6 +11,7 @@ from pathlib import Path
 from knray.cli.demo import add_demo_command
 from knray.cli.run import add_run_command
 from knray.cli.send import add_send_command
+from knray.cli.status import add_status_command
 from knray.errors import FieldProblem, ManifestError
 from knray.filters import compile_trigger
 from knray.manifests import Trigger, parse_manifests
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_command(commands)
     add_demo_command(commands)
     add_send_command(commands)
+    add_status_command(commands)
     return parser
 
 

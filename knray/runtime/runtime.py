@@ -18,7 +18,7 @@ from ray import serve
 
 from knray.broker.http_ingress import DEFAULT_HTTP_HOST, DEFAULT_MAX_BODY_BYTES
 from knray.broker.ingress_queue import DEFAULT_QUEUE_CAPACITY
-from knray.broker.kafka_class import KafkaBrokerConfig, is_kafka_broker, kafka_broker_config
+from knray.broker.kafka_class import KafkaBrokerConfig, kafka_broker_configs
 from knray.errors import FieldProblem, ManifestError
 from knray.manifests import KafkaSource, Resource
 from knray.runtime.actors import BrokerActor, KafkaSourceActor
@@ -129,7 +129,7 @@ class Runtime:
                     for r in unsupported
                 ]
             )
-        configs = self._broker_configs(plan)
+        configs = kafka_broker_configs(plan.resources, self.bootstrap_servers)
         old = self._running.plan
         services = {s.key: s for s in plan.services}
         self._apply_services(old, plan)
@@ -143,21 +143,6 @@ class Runtime:
         self._running.services = services
         self.heal()
         return plan
-
-    def _broker_configs(self, plan: Plan) -> dict[str, KafkaBrokerConfig]:
-        configs: dict[str, KafkaBrokerConfig] = {}
-        problems: list[FieldProblem] = []
-        for planned in plan.brokers:
-            if is_kafka_broker(planned.broker):
-                try:
-                    configs[planned.key] = kafka_broker_config(
-                        planned.broker, plan.resources, self.bootstrap_servers
-                    )
-                except ManifestError as error:
-                    problems.extend(error.problems)
-        if problems:
-            raise ManifestError(problems)
-        return configs
 
     def _apply_ingress(self, plan: Plan, configs: dict[str, KafkaBrokerConfig]) -> None:
         if self.http_port is None:
