@@ -47,10 +47,9 @@ def _add(total: dict[str, Any], counters: Mapping[str, Any]) -> None:
 def _stats(name: str) -> dict[str, Any] | None:
     try:
         handle = ray.get_actor(name, namespace=RAY_NAMESPACE)
-        stats: dict[str, Any] = ray.get(handle.stats.remote(), timeout=10)
+        return dict(ray.get(handle.stats.remote(), timeout=10))
     except (ValueError, ray.exceptions.RayError):
         return None  # gone between listing and asking
-    return stats
 
 
 def _split(name: str) -> tuple[str, str] | None:
