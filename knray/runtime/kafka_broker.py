@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -210,6 +211,14 @@ class KafkaTriggers:
         except Exception:
             _log.exception("Trigger consumer %s did not stop cleanly", key)
         ray.kill(handle)
+        while True:  # gone before returning: a replacement may reuse the name at once
+            try:
+                ray.get(handle.ready.remote(), timeout=_STOP_TIMEOUT_S)
+            except ray.exceptions.RayActorError:
+                break
+            except ray.exceptions.GetTimeoutError:
+                break  # cannot tell; a later start reports the name conflict
+            time.sleep(0.05)
         return counters
 
     def stop_all(self, *, drain: bool) -> dict[str, dict[str, Any]]:

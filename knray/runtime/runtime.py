@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -368,12 +369,12 @@ class Runtime:
             final["sources"][key] = _sum_counters(stopped)
         stopped_triggers = self._kafka_triggers.stop_all(drain=drain)
         final["triggers"] = {**self.status()["triggers"], **stopped_triggers}
+        # Gone before returning: a Runtime started next may reuse the names at once.
         for handles in self._running.brokers.values():
-            for handle in handles:
-                ray.kill(handle)
+            _kill_and_wait(handles)
         self._running.brokers.clear()
         if self._ingress is not None:
-            ray.kill(self._ingress)
+            _kill_and_wait([self._ingress])
             self._ingress = None
             self.ingress_addresses = {}
         self._kafka_configs = {}
@@ -390,9 +391,10 @@ def _kill_and_wait(handles: Sequence[Any]) -> None:
     # A replacement of the same name can be created only once the old actor is gone.
     for handle in handles:
         ray.kill(handle)
+    deadline = time.monotonic() + _STOP_TIMEOUT_S
     for handle in handles:
-        while _alive(handle):
-            ray.kill(handle)
+        while _alive(handle) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _alive(handle: Any) -> bool:
