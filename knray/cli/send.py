@@ -210,7 +210,8 @@ async def _send_kafka(
 
 
 def _send(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
+    # soft_wrap: messages keep their lines (paths and line numbers stay greppable).
+    console = Console(stderr=True, soft_wrap=True)
     try:
         if args.kafka_bootstrap or args.topic:
             if not (args.kafka_bootstrap and args.topic):
