@@ -295,7 +295,7 @@ async def send(*argv: str) -> int:
     return await asyncio.to_thread(main, ["send", *argv])
 
 
-async def test_knray_send_delivers_to_a_trigger(
+async def test_knray_send_delivers_to_a_trigger(  # noqa: PLR0917 - pytest fixtures
     runtimes: list[Runtime],
     sink: Sink,
     kafka_bootstrap: str,
@@ -333,7 +333,8 @@ async def test_knray_send_delivers_to_a_trigger(
     one = await eventually(
         lambda: next((e for e in sink.events if e.get_id() == f"{ns}-one"), None), "one event"
     )
-    assert (one.get_type(), one.get_source(), one.get_subject()) == ("order.created", "/shop", "o-1")
+    assert one.get_type() == "order.created"
+    assert (one.get_source(), one.get_subject()) == ("/shop", "o-1")
     assert one.get("region") == "eu"
     assert one.get("datacontenttype") == "application/json"
     assert one.get_data() == {"total": 5}

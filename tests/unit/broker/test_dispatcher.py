@@ -497,9 +497,7 @@ class RecordingSink:
         from knray.broker import Outcome  # noqa: PLC0415
 
         self.received.extend(events)
-        return [Outcome(self.status, None if self.status.value != "failed" else "no")] * len(
-            events
-        )
+        return [Outcome(self.status, None if self.status.value != "failed" else "no")] * len(events)
 
 
 async def test_stamped_events_are_not_stamped_again() -> None:
