@@ -38,6 +38,7 @@ class DispatcherPool:
             else:
                 outcomes = await handle.deliver.remote(list(events))
         except Exception as error:  # an actor died: the events are not finished
+            self._handles = []  # look the actors up again: a replacement may have their name
             return [Outcome(DeliveryStatus.FAILED, f"dispatcher failed: {error}")] * len(events)
         return outcomes
 

@@ -276,6 +276,12 @@ class Runtime:
                 handles[index] = replacement
                 replaced.append(name)
         replaced.extend(self._kafka_triggers.heal(_alive))
+        if self._ingress is not None and not _alive(self._ingress):
+            # Same host and port; events its queues held are lost (docs/ingress.md).
+            _log.warning("the Broker ingress died: starting a replacement")
+            self._ingress = None
+            self._apply_ingress(self._running.plan, self._kafka_configs)
+            replaced.append(INGRESS_ACTOR_NAME)
         return replaced
 
     def _stop_source(self, key: str, *, drain: bool = True) -> list[dict[str, Any]]:

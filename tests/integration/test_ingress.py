@@ -30,6 +30,7 @@ from knray.errors import ManifestWarning
 from knray.events import CloudEvent, from_http, to_http_batch, to_http_binary, to_json
 from knray.manifests import Resource, parse_manifests
 from knray.runtime import Runtime
+from knray.runtime.names import INGRESS_ACTOR_NAME, RAY_NAMESPACE
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -289,6 +290,14 @@ async def test_ingress_answers_every_status_code_as_knative(
     status_json = json.loads(result.stdout)
     assert status_json["brokers"][f"{ns}/default"]["address"] == url
     assert status_json["triggers"][f"Trigger/{ns}/all"]["delivered"] == len(sink.events)
+
+    # A dead ingress actor is replaced on the same address.
+    ray.kill(ray.get_actor(INGRESS_ACTOR_NAME, namespace=RAY_NAMESPACE))
+    assert INGRESS_ACTOR_NAME in await asyncio.to_thread(runtime.heal)
+    assert runtime.ingress_addresses[f"{ns}/default"] == url
+    headers, body = to_http_binary(event(ns, "after-heal"))
+    assert (await post(url, headers, body))[0] == 202
+    await eventually(lambda: f"{ns}-after-heal" in sink.ids(), "delivered after the heal")
 
 
 async def send(*argv: str) -> int:
