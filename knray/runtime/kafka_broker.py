@@ -18,13 +18,13 @@ from typing import Any
 
 import ray
 
-from knray.broker import Outcome
+from knray.broker import Outcome, Subscriber
 from knray.broker.dispatcher import Dispatcher, Route
 from knray.broker.kafka_class import KafkaBrokerConfig, trigger_group, trigger_source
 from knray.broker.kafka_topic import KafkaTopicWriter, start_group_at_end
 from knray.events import CloudEvent
 from knray.runtime.names import RAY_NAMESPACE, kafka_trigger_actor_name
-from knray.runtime.plan import BrokerPlan, ServicePlan, TriggerPlan
+from knray.runtime.plan import BrokerPlan, ServicePlan, TargetKind, TargetRef, TriggerPlan
 from knray.runtime.targets import broker_pool, subscriber_for
 from knray.sources.kafka import KafkaConsumer
 
@@ -63,6 +63,15 @@ class KafkaBrokerActor:
         return True
 
 
+def _subscriber(
+    target: TargetRef, services: Mapping[str, ServicePlan], pool_size: int
+) -> Subscriber:
+    # This actor is the Trigger's only sender to a Service: it has the Service's whole
+    # containerConcurrency budget (an in-memory Broker splits it between its dispatchers).
+    senders = 1 if target.kind is TargetKind.SERVICE else pool_size
+    return subscriber_for(target, services, senders)
+
+
 class _StampedSink:
     """Events read from the topic were stamped by the Broker's ingress already."""
 
@@ -87,9 +96,9 @@ class KafkaTriggerActor:
         consumer_options: Mapping[str, Any] | None = None,
     ) -> None:
         logging.basicConfig(level=logging.INFO)
-        subscriber = subscriber_for(trigger.subscriber, services, pool_size)
+        subscriber = _subscriber(trigger.subscriber, services, pool_size)
         dead_letter = (
-            subscriber_for(trigger.dead_letter, services, pool_size)
+            _subscriber(trigger.dead_letter, services, pool_size)
             if trigger.dead_letter is not None
             else None
         )
