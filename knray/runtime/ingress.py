@@ -66,9 +66,10 @@ class IngressActor:
                 inlet = self._inlets.pop(key)
                 self._classes.pop(key, None)
                 if isinstance(inlet, IngressQueue):
-                    left = await inlet.drain(timeout_s=10.0)
-                    if left:
-                        _log.warning("Broker %s removed with %d queued events", key, left)
+                    # Its dispatchers are gone (or of another class now): what it holds
+                    # cannot reach them.
+                    if inlet.held:
+                        _log.warning("Broker %s removed with %d queued events", key, inlet.held)
                     await inlet.close()
         for key, kind in brokers.items():
             if key in self._inlets:
