@@ -150,22 +150,24 @@ class Runtime:
             return
         if self._ingress is None:
             remote: Any = ray.remote(IngressActor)
-            self._ingress = remote.options(
-                name=INGRESS_ACTOR_NAME,
-                namespace=RAY_NAMESPACE,
-                num_cpus=0,
-                max_concurrency=1000,
-            ).remote(
-                self.http_host,
-                self.http_port,
-                self.dispatchers_per_broker,
-                max_body_bytes=self.max_body_bytes,
-                queue_capacity=self.ingress_queue_capacity,
-            )
             try:
+                # One ingress per Ray cluster: the name is taken while another knray runs.
+                self._ingress = remote.options(
+                    name=INGRESS_ACTOR_NAME,
+                    namespace=RAY_NAMESPACE,
+                    num_cpus=0,
+                    max_concurrency=1000,
+                ).remote(
+                    self.http_host,
+                    self.http_port,
+                    self.dispatchers_per_broker,
+                    max_body_bytes=self.max_body_bytes,
+                    queue_capacity=self.ingress_queue_capacity,
+                )
                 self.http_port = ray.get(self._ingress.start.remote())
             except Exception as error:
-                ray.kill(self._ingress)
+                if self._ingress is not None:
+                    ray.kill(self._ingress)
                 self._ingress = None
                 raise OSError(
                     f"the Broker ingress cannot listen on {self.http_host}:{self.http_port}: "

@@ -291,6 +291,13 @@ async def test_ingress_answers_every_status_code_as_knative(
     assert status_json["brokers"][f"{ns}/default"]["address"] == url
     assert status_json["triggers"][f"Trigger/{ns}/all"]["delivered"] == len(sink.events)
 
+    # A second ingress on the same port is refused with a clear error.
+    other = Runtime(http_port=runtime.http_port)
+    with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{runtime.http_port}"):
+        await asyncio.to_thread(other.apply, load(f"{broker_yaml(ns + '-b', sink.url)}"))
+    await asyncio.to_thread(other.shutdown, drain=False)
+    assert (await post(url, method="OPTIONS"))[0] == 200  # the first one still serves
+
     # A dead ingress actor is replaced on the same address.
     ray.kill(ray.get_actor(INGRESS_ACTOR_NAME, namespace=RAY_NAMESPACE))
     assert INGRESS_ACTOR_NAME in await asyncio.to_thread(runtime.heal)
