@@ -82,7 +82,15 @@ class Sink:
                 self.held -= 1
             if request.transport is None or request.transport.is_closing():
                 return web.Response(status=503)  # the sender is gone: not delivered
-        self.events.extend(from_http(request.headers, body))
+        received = from_http(request.headers, body)
+        self.events.extend(received)
+        if received[0].get_type() == "test.ask":  # answer with a reply event
+            answer = CloudEvent(
+                {**received[0].get_attributes(), "id": received[0].get_id() + "-answer"}
+                | {"type": "test.answer"}
+            )
+            headers, reply = to_http_binary(answer)
+            return web.Response(status=200, headers=headers, body=reply)
         return web.Response(status=202)
 
     def ids(self) -> list[str]:
@@ -450,3 +458,10 @@ async def test_kafka_broker_keeps_accepted_events_across_a_restart(
     headers, body = to_http_binary(event(ns, "after"))
     assert (await post(second.ingress_addresses[f"{ns}/default"], headers, body))[0] == 202
     await eventually(lambda: f"{ns}-after" in sink.ids(), "an event after the restart")
+    # A reply goes back through the topic to every Trigger (here the same one).
+    headers, body = to_http_binary(event(ns, "question", type="test.ask"))
+    assert (await post(second.ingress_addresses[f"{ns}/default"], headers, body))[0] == 202
+    await eventually(lambda: f"{ns}-question-answer" in sink.ids(), "the reply delivered")
+    answer = next(e for e in sink.events if e.get_id() == f"{ns}-question-answer")
+    assert answer.get_type() == "test.answer"
+    assert "knativebrokerttl" not in answer
