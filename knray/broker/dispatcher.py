@@ -35,7 +35,13 @@ from knray.broker.ingress import (
     next_ttl,
     read_ttl,
 )
-from knray.broker.outcome import DeliveryStatus, Outcome, Subscriber, SubscriberResponse
+from knray.broker.outcome import (
+    DeliveryStatus,
+    EventSink,
+    Outcome,
+    Subscriber,
+    SubscriberResponse,
+)
 from knray.broker.retry import DeliveryPolicy, is_retryable
 from knray.broker.stats import DispatchStats
 from knray.events import CloudEvent
@@ -124,6 +130,9 @@ class Dispatcher:
 
     ``sleep`` waits between retries and ``clock`` stamps ``knativearrivaltime``; inject fakes
     in tests. ``default_ttl`` is the ``knativebrokerttl`` given to events that carry none.
+    ``reply_sink``: where replies go instead of re-entering this dispatcher (a Kafka-class
+    Broker's replies go back to its topic, so every Trigger sees them); a reply it does not
+    finish leaves its cause unfinished.
     """
 
     def __init__(
@@ -134,6 +143,7 @@ class Dispatcher:
         default_ttl: int = DEFAULT_TTL,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], datetime] = _utcnow,
+        reply_sink: EventSink | None = None,
     ) -> None:
         if default_ttl <= 0:
             raise ValueError(f"default_ttl must be positive, got {default_ttl}")
@@ -141,6 +151,7 @@ class Dispatcher:
         self._default_ttl = default_ttl
         self._sleep = sleep
         self._clock = clock
+        self._reply_sink = reply_sink
         self._stats = DispatchStats()
         self._routes: tuple[Route, ...] = ()
         self.update_routes(routes)
@@ -164,14 +175,26 @@ class Dispatcher:
         """``{"broker", "routes": {key: counters}, "totals": counters}`` as plain dicts."""
         return {"broker": self.broker_name, **self._stats.snapshot()}
 
-    async def deliver(self, events: Sequence[CloudEvent]) -> list[Outcome]:
-        """Dispatch a batch entering the broker; one Outcome per event, in order."""
+    async def deliver(
+        self, events: Sequence[CloudEvent], *, stamped: bool = False
+    ) -> list[Outcome]:
+        """Dispatch a batch entering the broker; one Outcome per event, in order.
+
+        ``stamped``: the events were stamped by the broker's ingress already (arrival time
+        set, TTL decremented and checked), so they are not stamped again.
+        """
         self._stats.add("received", len(events))
         outcomes: list[Outcome | None] = [None] * len(events)
         now = self._clock()
         # (the event it came from, the subscribers' view of it, its TTL in the broker)
         wave: list[tuple[int, CloudEvent, int]] = []
         for index, event in enumerate(events):
+            if stamped:
+                # Stamped by the HTTP ingress already: arrival time set, TTL decremented.
+                ttl = read_ttl(event)
+                view = event.evolve({TTL_EXTENSION: None})
+                wave.append((index, view, self._default_ttl if ttl is None else ttl))
+                continue
             admitted = self._ingress(event, read_ttl(event), now, reply=False)
             if admitted is None:
                 outcomes[index] = Outcome(DeliveryStatus.DROPPED, "TTL exhausted")
@@ -180,6 +203,7 @@ class Dispatcher:
 
         own: dict[int, list[tuple[Route, _Result]]] = {}
         reply_errors: dict[int, list[str]] = {}
+        outside: list[tuple[int, CloudEvent]] = []
         first = True
         while wave:
             per_event = await self._dispatch([event for _, event, _ in wave])
@@ -197,15 +221,39 @@ class Dispatcher:
                 for _, result in results:
                     if result.reply is not None:
                         # filter_handler.go: the reply carries the TTL the event had.
+                        if self._reply_sink is not None:
+                            outside.append((root, result.reply.evolve({TTL_EXTENSION: ttl})))
+                            continue
                         admitted = self._ingress(result.reply, ttl, now, reply=True)
                         if admitted is not None:
                             next_wave.append((root, *admitted))
             wave = next_wave
             first = False
+        if outside:
+            await self._send_replies(outside, reply_errors)
 
         for root, results in own.items():
             outcomes[root] = self._aggregate(results, reply_errors.get(root, []))
         return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _send_replies(
+        self, replies: list[tuple[int, CloudEvent]], reply_errors: dict[int, list[str]]
+    ) -> None:
+        assert self._reply_sink is not None
+        self._stats.add("reply_events", len(replies))
+        try:
+            outcomes = await self._reply_sink.deliver([reply for _, reply in replies])
+        except Exception as error:
+            _log.warning("broker %s: replies not accepted: %r", self.broker_name, error)
+            outcomes = [Outcome(DeliveryStatus.FAILED, repr(error))] * len(replies)
+        if len(outcomes) != len(replies):
+            miscount = f"reply sink returned {len(outcomes)} outcomes for {len(replies)} replies"
+            outcomes = [Outcome(DeliveryStatus.FAILED, miscount)] * len(replies)
+        for (root, reply), outcome in zip(replies, outcomes, strict=True):
+            if not outcome.finished:
+                reply_errors.setdefault(root, []).append(
+                    f"reply {reply.get('id')!s}: {outcome.error or 'not accepted'}"
+                )
 
     # --- ingress -------------------------------------------------------------------------
     def _ingress(

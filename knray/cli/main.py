@@ -10,6 +10,8 @@ from pathlib import Path
 
 from knray.cli.demo import add_demo_command
 from knray.cli.run import add_run_command
+from knray.cli.send import add_send_command
+from knray.cli.status import add_status_command
 from knray.errors import FieldProblem, ManifestError
 from knray.filters import compile_trigger
 from knray.manifests import Trigger, parse_manifests
@@ -68,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_validate)
     add_run_command(commands)
     add_demo_command(commands)
+    add_send_command(commands)
+    add_status_command(commands)
     return parser
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from rich.console import Console
 
+from knray.broker.http_ingress import DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES
+from knray.broker.kafka_class import kafka_broker_configs
 from knray.errors import ManifestError, ManifestWarning
 from knray.manifests import KafkaSource, Resource, parse_manifests
 
@@ -33,7 +35,8 @@ def load_for_run(paths: list[str], console: Console) -> list[Resource]:
 
 
 def override_bootstrap(resources: list[Resource], bootstrap: str | None) -> list[Resource]:
-    """Point every KafkaSource at ``bootstrap`` (the embedded or test broker)."""
+    """Point every KafkaSource at ``bootstrap`` (the embedded or test broker); Kafka-class
+    Brokers get it from ``Runtime(bootstrap_servers=...)``."""
     if not bootstrap:
         return resources
     servers = [s.strip() for s in bootstrap.split(",") if s.strip()]
@@ -79,6 +82,8 @@ def _run(args: argparse.Namespace) -> int:
         use_loopback_ray()
     from knray.runtime import Runtime, connect  # noqa: PLC0415 - Ray loads only for run
 
+    http_port = None if args.http_port < 0 else args.http_port
+
     console = Console(stderr=True)
     logging.basicConfig(level=logging.WARNING)
     warnings.simplefilter("ignore", ManifestWarning)
@@ -87,6 +92,7 @@ def _run(args: argparse.Namespace) -> int:
         from knray.runtime.plan import build_plan  # noqa: PLC0415
 
         build_plan(resources)
+        kafka_broker_configs(resources, args.bootstrap_servers)
     except ManifestError as error:
         for problem in error.problems:
             console.print(f"[red]error[/]: {problem}", highlight=False)
@@ -95,13 +101,21 @@ def _run(args: argparse.Namespace) -> int:
     connect(args.address)
     stop = _StopFlag()
     stop.install()
-    runtime = Runtime(dispatchers_per_broker=args.dispatchers)
+    runtime = Runtime(
+        dispatchers_per_broker=args.dispatchers,
+        bootstrap_servers=args.bootstrap_servers,
+        http_host=args.http_host,
+        http_port=http_port,
+        max_body_bytes=args.max_body_bytes,
+    )
     try:
         runtime.apply(resources)
     except Exception as error:
         console.print(f"[red]error[/]: {error}", highlight=False)
         runtime.shutdown(drain=False)
         return 1
+    for key, address in runtime.ingress_addresses.items():
+        console.print(f"Broker {key} ingress: {address}", highlight=False)
     console.print("[green]running[/]; Ctrl-C stops (in-flight events are drained first)")
     _watch(runtime, stop, console, args)
     console.print(f"stopping ({stop.signal_name or 'done'}): draining in-flight events")
@@ -185,6 +199,24 @@ def add_run_command(commands: Any) -> None:
     )
     run.add_argument(
         "--dispatchers", type=int, default=2, help="dispatcher actors per Broker (default 2)"
+    )
+    run.add_argument(
+        "--http-host",
+        default=DEFAULT_HTTP_HOST,
+        help=f"address the Brokers' HTTP ingress binds (default {DEFAULT_HTTP_HOST})",
+    )
+    run.add_argument(
+        "--http-port",
+        type=int,
+        default=DEFAULT_HTTP_PORT,
+        help=f"port of the Brokers' HTTP ingress (default {DEFAULT_HTTP_PORT}; 0: a free "
+        "port; -1: no ingress)",
+    )
+    run.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="largest request the ingress accepts, 413 above (default 1 MiB)",
     )
     run.add_argument("--refresh-s", type=float, default=1.0, help="status refresh period")
     run.add_argument("--no-status", action="store_true", help="no live status table")

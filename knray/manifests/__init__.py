@@ -2,6 +2,7 @@
 
 from knray.manifests.base import Destination, KReference, ObjectMeta, Resource
 from knray.manifests.broker import Broker, BrokerSpec
+from knray.manifests.config_map import ConfigMap
 from knray.manifests.delivery import BackoffPolicy, DeliverySpec
 from knray.manifests.kafka_source import (
     InitialOffset,
@@ -29,6 +30,7 @@ __all__ = [
     "Broker",
     "BrokerSpec",
     "CloudEventOverrides",
+    "ConfigMap",
     "DeliveryOrder",
     "DeliverySpec",
     "Destination",

@@ -37,7 +37,7 @@ _TOLERATED_PREFIXES: Final = (
     "autoscaling.eventing.knative.dev/",
     "k8s.aliyun.com/",
 )
-_BROKER_CLASSES: Final = frozenset({"MTChannelBasedBroker"})
+_BROKER_CLASSES: Final = frozenset({"MTChannelBasedBroker", "Kafka"})
 
 
 @dataclass
@@ -89,7 +89,8 @@ def check_annotations(kind: str, document: Mapping[str, Any]) -> AnnotationRepor
                 (
                     _path("metadata", "eventing.knative.dev/broker.class"),
                     f"broker class {broker_class!r} is not implemented; "
-                    "knray runs its own in-memory broker",
+                    "knray runs its own in-memory broker (classes: "
+                    f"{', '.join(sorted(_BROKER_CLASSES))})",
                 )
             )
     return report

@@ -16,6 +16,7 @@ from knray.errors import FieldProblem, ManifestError, ManifestWarning
 from knray.manifests.annotations import check_annotations
 from knray.manifests.base import Resource
 from knray.manifests.broker import Broker
+from knray.manifests.config_map import ConfigMap
 from knray.manifests.kafka_source import KafkaSource, KafkaSourceV1Alpha1
 from knray.manifests.ping_source import PingSource
 from knray.manifests.service import KnativeService
@@ -30,6 +31,7 @@ RESOURCE_TYPES: Final[tuple[type[Resource], ...]] = (
     KafkaSourceV1Alpha1,
     PingSource,
     KnativeService,
+    ConfigMap,
 )
 _BY_API: Final = {(api, cls.KIND): cls for cls in RESOURCE_TYPES for api in cls.API_VERSIONS}
 _YAML_SUFFIXES: Final = (".yaml", ".yml")

@@ -57,12 +57,13 @@ class BrokerActor:
         self._pool_size = pool_size
         self._dispatcher = Dispatcher(_routes(plan, services, pool_size), broker_name=plan.key)
 
-    async def deliver(self, events: Sequence[CloudEvent]) -> list[Outcome]:
-        return await self._dispatcher.deliver(events)
+    async def deliver(self, events: Sequence[CloudEvent], stamped: bool = False) -> list[Outcome]:
+        return await self._dispatcher.deliver(events, stamped=stamped)
 
-    async def deliver_packed(self, packed: PackedEvents) -> PackedOutcomes:
+    async def deliver_packed(self, packed: PackedEvents, stamped: bool = False) -> PackedOutcomes:
         """``deliver`` in the wire form the pool uses (see knray.events.packed)."""
-        return pack_outcomes(await self._dispatcher.deliver(unpack_events(packed)))
+        events = unpack_events(packed)
+        return pack_outcomes(await self._dispatcher.deliver(events, stamped=stamped))
 
     async def update(self, plan: BrokerPlan, services: Mapping[str, ServicePlan]) -> None:
         self._dispatcher.update_routes(_routes(plan, services, self._pool_size))

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["RAY_NAMESPACE", "broker_actor_name", "source_actor_name"]
+__all__ = [
+    "INGRESS_ACTOR_NAME",
+    "RAY_NAMESPACE",
+    "broker_actor_name",
+    "kafka_trigger_actor_name",
+    "source_actor_name",
+]
 
 RAY_NAMESPACE: Final = "knray"
+# The HTTP ingress of every Broker (one per runtime).
+INGRESS_ACTOR_NAME: Final = "ingress"
 
 
 def broker_actor_name(broker_key: str, index: int) -> str:
@@ -17,3 +25,8 @@ def broker_actor_name(broker_key: str, index: int) -> str:
 def source_actor_name(source_key: str, index: int) -> str:
     """The consumer actor ``index`` of a source (``Kind/namespace/name``)."""
     return f"source:{source_key}:{index}"
+
+
+def kafka_trigger_actor_name(trigger_key: str) -> str:
+    """The consumer actor of a Trigger (``Trigger/namespace/name``) of a Kafka-class Broker."""
+    return f"trigger:{trigger_key}:0"

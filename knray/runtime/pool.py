@@ -18,11 +18,13 @@ class DispatcherPool:
     """Spreads batches over a Broker's dispatcher actors (round robin); an EventSink.
 
     ``resolve`` returns the actor handles; it is called on first use, so pools can refer to
-    Brokers created later (a Trigger may subscribe a Broker defined after it).
+    Brokers created later (a Trigger may subscribe a Broker defined after it). ``stamped``:
+    the events were stamped by the broker's HTTP ingress already.
     """
 
-    def __init__(self, resolve: Callable[[], Sequence[Any]]) -> None:
+    def __init__(self, resolve: Callable[[], Sequence[Any]], *, stamped: bool = False) -> None:
         self._resolve = resolve
+        self._stamped = stamped
         self._handles: list[Any] = []
         self._next = itertools.count()
 
@@ -33,8 +35,9 @@ class DispatcherPool:
                 raise ValueError("a dispatcher pool needs at least one actor")
         handle = self._handles[next(self._next) % len(self._handles)]
         try:
-            packed = await handle.deliver_packed.remote(pack_events(events))
+            packed = await handle.deliver_packed.remote(pack_events(events), self._stamped)
         except Exception as error:  # an actor died: the events are not finished
+            self._handles = []  # look the actors up again: a replacement may have their name
             return [Outcome(DeliveryStatus.FAILED, f"dispatcher failed: {error}")] * len(events)
         return unpack_outcomes(packed)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +17,20 @@ from typing import Any
 import ray
 from ray import serve
 
+from knray.broker.http_ingress import DEFAULT_HTTP_HOST, DEFAULT_MAX_BODY_BYTES
+from knray.broker.ingress_queue import DEFAULT_QUEUE_CAPACITY
+from knray.broker.kafka_class import KafkaBrokerConfig, kafka_broker_configs
 from knray.errors import FieldProblem, ManifestError
 from knray.manifests import KafkaSource, Resource
 from knray.runtime.actors import BrokerActor, KafkaSourceActor
-from knray.runtime.names import RAY_NAMESPACE, broker_actor_name, source_actor_name
+from knray.runtime.ingress import IngressActor
+from knray.runtime.kafka_broker import KafkaBrokerActor, KafkaTriggers
+from knray.runtime.names import (
+    INGRESS_ACTOR_NAME,
+    RAY_NAMESPACE,
+    broker_actor_name,
+    source_actor_name,
+)
 from knray.runtime.plan import Plan, ServicePlan, SourcePlan, build_plan
 from knray.serving import delete_service, deploy_service
 from knray.serving.deployment import app_name
@@ -72,7 +83,14 @@ class _Running:
 
 
 class Runtime:
-    """Runs a set of Knative manifests on the connected Ray cluster."""
+    """Runs a set of Knative manifests on the connected Ray cluster.
+
+    With ``http_port`` (0: a free port), every Broker gets an HTTP ingress at
+    ``http://<http_host>:<port>/<namespace>/<name>`` (see :attr:`ingress_addresses`);
+    ``max_body_bytes`` caps a request (413 above), ``ingress_queue_capacity`` the events an
+    in-memory Broker's ingress holds before answering 503. ``bootstrap_servers`` replaces the
+    bootstrap servers of KafkaSources and of Kafka-class Brokers.
+    """
 
     def __init__(
         self,
@@ -80,13 +98,25 @@ class Runtime:
         dispatchers_per_broker: int = 2,
         bootstrap_servers: str | None = None,
         consumer_options: dict[str, Any] | None = None,
+        http_host: str = DEFAULT_HTTP_HOST,
+        http_port: int | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        ingress_queue_capacity: int = DEFAULT_QUEUE_CAPACITY,
     ) -> None:
         if dispatchers_per_broker < 1:
             raise ValueError("dispatchers_per_broker must be at least 1")
         self.dispatchers_per_broker = dispatchers_per_broker
         self.bootstrap_servers = bootstrap_servers
         self.consumer_options = consumer_options or {}
+        self.http_host = http_host
+        self.http_port = http_port
+        self.max_body_bytes = max_body_bytes
+        self.ingress_queue_capacity = ingress_queue_capacity
+        self.ingress_addresses: dict[str, str] = {}
         self._running = _Running()
+        self._kafka_configs: dict[str, KafkaBrokerConfig] = {}
+        self._kafka_triggers = KafkaTriggers(dispatchers_per_broker, self.consumer_options)
+        self._ingress: Any = None
 
     # --- apply ---------------------------------------------------------------------------
     def apply(self, resources: Sequence[Resource]) -> Plan:
@@ -100,15 +130,51 @@ class Runtime:
                     for r in unsupported
                 ]
             )
+        configs = kafka_broker_configs(plan.resources, self.bootstrap_servers)
         old = self._running.plan
         services = {s.key: s for s in plan.services}
         self._apply_services(old, plan)
-        self._apply_brokers(old, plan, services)
+        self._apply_brokers(old, plan, services, configs)
+        self._kafka_configs = configs
+        # Trigger groups are placed at the end of their topic before events can arrive.
+        self._kafka_triggers.apply(plan.brokers, configs, services)
         self._apply_sources(old, plan, services)
+        self._apply_ingress(plan, configs)
         self._running.plan = plan
         self._running.services = services
         self.heal()
         return plan
+
+    def _apply_ingress(self, plan: Plan, configs: dict[str, KafkaBrokerConfig]) -> None:
+        if self.http_port is None:
+            return
+        if self._ingress is None:
+            remote: Any = ray.remote(IngressActor)
+            try:
+                # One ingress per Ray cluster: the name is taken while another knray runs.
+                self._ingress = remote.options(
+                    name=INGRESS_ACTOR_NAME,
+                    namespace=RAY_NAMESPACE,
+                    num_cpus=0,
+                    max_concurrency=1000,
+                ).remote(
+                    self.http_host,
+                    self.http_port,
+                    self.dispatchers_per_broker,
+                    max_body_bytes=self.max_body_bytes,
+                    queue_capacity=self.ingress_queue_capacity,
+                )
+                self.http_port = ray.get(self._ingress.start.remote())
+            except Exception as error:
+                if self._ingress is not None:
+                    ray.kill(self._ingress)
+                self._ingress = None
+                raise OSError(
+                    f"the Broker ingress cannot listen on {self.http_host}:{self.http_port}: "
+                    f"{error}"
+                ) from None
+        classes = {b.key: "kafka" if b.key in configs else "memory" for b in plan.brokers}
+        self.ingress_addresses = ray.get(self._ingress.set_brokers.remote(classes))
 
     def _apply_services(self, old: Plan, new: Plan) -> None:
         if new.services and not old.services:
@@ -125,18 +191,31 @@ class Runtime:
                 _log.info("deleting Service %s", previous.key)
                 delete_service(app_name(previous.service))
 
-    def _apply_brokers(self, old: Plan, new: Plan, services: dict[str, ServicePlan]) -> None:
+    def _apply_brokers(
+        self,
+        old: Plan,
+        new: Plan,
+        services: dict[str, ServicePlan],
+        configs: dict[str, KafkaBrokerConfig],
+    ) -> None:
         remote_broker: Any = ray.remote(BrokerActor)
+        remote_kafka_broker: Any = ray.remote(KafkaBrokerActor)
         for planned in new.brokers:
             handles = self._running.brokers.get(planned.key)
+            config = configs.get(planned.key)
+            if handles is not None and config != self._kafka_configs.get(planned.key):
+                _kill_and_wait(self._running.brokers.pop(planned.key))  # class or topic changed
+                handles = None
             if handles is None:
+                remote = remote_broker if config is None else remote_kafka_broker
+                extra = () if config is None else (config,)
                 handles = [
-                    remote_broker.options(
+                    remote.options(
                         name=broker_actor_name(planned.key, i),
                         namespace=RAY_NAMESPACE,
                         num_cpus=0,
                         max_concurrency=1000,
-                    ).remote(planned, services, self.dispatchers_per_broker)
+                    ).remote(planned, services, self.dispatchers_per_broker, *extra)
                     for i in range(self.dispatchers_per_broker)
                 ]
                 ray.get([h.ready.remote() for h in handles])
@@ -198,6 +277,13 @@ class Runtime:
                 ray.get(replacement.start.remote())
                 handles[index] = replacement
                 replaced.append(name)
+        replaced.extend(self._kafka_triggers.heal(_alive))
+        if self._ingress is not None and not _alive(self._ingress):
+            # Same host and port; events its queues held are lost (docs/ingress.md).
+            _log.warning("the Broker ingress died: starting a replacement")
+            self._ingress = None
+            self._apply_ingress(self._running.plan, self._kafka_configs)
+            replaced.append(INGRESS_ACTOR_NAME)
         return replaced
 
     def _stop_source(self, key: str, *, drain: bool = True) -> list[dict[str, Any]]:
@@ -222,7 +308,29 @@ class Runtime:
             for stats in ray.get([h.stats.remote() for h in handles]):
                 for route, counters in stats.get("routes", {}).items():
                     triggers[route] = _sum_counters([triggers.get(route, {}), counters])
-        return {"sources": sources, "triggers": triggers, "services": self.service_status()}
+        triggers.update(self._kafka_triggers.route_stats())
+        return {
+            "sources": sources,
+            "triggers": triggers,
+            "services": self.service_status(),
+            "brokers": self.broker_status(),
+        }
+
+    def broker_status(self) -> dict[str, dict[str, Any]]:
+        """Each Broker's class and ingress address, with its ingress counters."""
+        ingress: dict[str, Any] = {}
+        if self._ingress is not None:
+            try:
+                ingress = ray.get(self._ingress.stats.remote()).get("brokers", {})
+            except ray.exceptions.RayActorError:
+                ingress = {}
+        result: dict[str, dict[str, Any]] = {}
+        for planned in self._running.plan.brokers:
+            entry = {"class": "kafka" if planned.key in self._kafka_configs else "memory"}
+            entry.update(ingress.get(planned.key, {}))
+            entry.setdefault("address", "")
+            result[planned.key] = entry
+        return result
 
     def service_status(self) -> dict[str, dict[str, Any]]:
         """Replicas and state of each Service's Serve deployment."""
@@ -255,15 +363,29 @@ class Runtime:
 
         Returns the last status seen before the actors went away.
         """
+        if self._ingress is not None:
+            # No new events; what the ingress accepted reaches the brokers first.
+            try:
+                left = ray.get(self._ingress.drain.remote(30.0 if drain else 0.0))
+                if left:
+                    _log.warning("%d events accepted by the ingress were not delivered", left)
+            except Exception:
+                _log.exception("the Broker ingress did not drain cleanly")
         final = self.status()
         for key in list(self._running.sources):
             stopped = self._stop_source(key, drain=drain)
             final["sources"][key] = _sum_counters(stopped)
-        final["triggers"] = self.status()["triggers"]
+        stopped_triggers = self._kafka_triggers.stop_all(drain=drain)
+        final["triggers"] = {**self.status()["triggers"], **stopped_triggers}
+        # Gone before returning: a Runtime started next may reuse the names at once.
         for handles in self._running.brokers.values():
-            for handle in handles:
-                ray.kill(handle)
+            _kill_and_wait(handles)
         self._running.brokers.clear()
+        if self._ingress is not None:
+            _kill_and_wait([self._ingress])
+            self._ingress = None
+            self.ingress_addresses = {}
+        self._kafka_configs = {}
         for planned in self._running.services.values():
             try:
                 delete_service(app_name(planned.service))
@@ -271,6 +393,16 @@ class Runtime:
                 _log.exception("could not delete Service %s", planned.key)
         self._running = _Running()
         return final
+
+
+def _kill_and_wait(handles: Sequence[Any]) -> None:
+    # A replacement of the same name can be created only once the old actor is gone.
+    for handle in handles:
+        ray.kill(handle)
+    deadline = time.monotonic() + _STOP_TIMEOUT_S
+    for handle in handles:
+        while _alive(handle) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _alive(handle: Any) -> bool:

@@ -39,7 +39,29 @@ def render_status(status: Mapping[str, Any]) -> Group:
     services = status.get("services") or {}
     if services:
         parts.append(_table("services", ("replicas", "target", "status"), services))
+    brokers = status.get("brokers") or {}
+    if brokers:
+        parts.append(_table("brokers", _BROKER_COLUMNS, _broker_rows(brokers)))
     return Group(*parts)
+
+
+_BROKER_COLUMNS = ("class", "address", "accepted", "rejected", "busy", "queued")
+
+
+def _broker_rows(brokers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Ingress responses summed by meaning: 202 accepted, 4xx rejected, 503 busy."""
+    rows: dict[str, dict[str, Any]] = {}
+    for key, entry in brokers.items():
+        responses: Mapping[str, int] = entry.get("responses") or {}
+        rows[key] = {
+            "class": entry.get("class", ""),
+            "address": entry.get("address") or "(no ingress)",
+            "accepted": responses.get("202", 0),
+            "rejected": sum(n for code, n in responses.items() if code.startswith("4")),
+            "busy": responses.get("503", 0),
+            "queued": entry.get("queued", ""),
+        }
+    return rows
 
 
 class StatusDisplay:

@@ -17,8 +17,9 @@ from knray.serving import ServeSubscriber
 __all__ = ["broker_pool", "subscriber_for"]
 
 
-def broker_pool(broker_key: str, size: int) -> DispatcherPool:
-    """The EventSink of a running Broker: its named dispatcher actors."""
+def broker_pool(broker_key: str, size: int, *, stamped: bool = False) -> DispatcherPool:
+    """The EventSink of a running Broker: its named dispatcher actors (``stamped``: events
+    stamped by the broker's ingress already)."""
 
     def resolve() -> list[Any]:
         return [
@@ -26,7 +27,7 @@ def broker_pool(broker_key: str, size: int) -> DispatcherPool:
             for i in range(size)
         ]
 
-    return DispatcherPool(resolve)
+    return DispatcherPool(resolve, stamped=stamped)
 
 
 def subscriber_for(

@@ -107,8 +107,9 @@ async def test_knray_run_delivers_from_a_users_project_and_stops_cleanly(
     (project / "app.yaml").write_text(MANIFESTS.format(topic=topic))
     received = tmp_path / "received.txt"
     log = (tmp_path / "run.log").open("w")
+    options = ["--bootstrap-servers", kafka_bootstrap, "--no-status", "--http-port", "0"]
     process = subprocess.Popen(
-        [*_knray(), "run", "-f", "app.yaml", "--bootstrap-servers", kafka_bootstrap, "--no-status"],
+        [*_knray(), "run", "-f", "app.yaml", *options],
         cwd=project,
         env=_env(RECEIVED_FILE=str(received), PYTHONPATH=str(REPO)),
         stdout=log,
@@ -118,6 +119,23 @@ async def test_knray_run_delivers_from_a_users_project_and_stops_cleanly(
         first = [_order(n) for n in range(200)]
         await produce_events(kafka_bootstrap, [(topic, event) for event in first])
         expected = {e.get_id() for e in first if _paid(e, minimum=10)}
+        await _wait_for(expected, received, process, tmp_path)
+        # The Broker's HTTP ingress: `knray run` prints its address, `knray send` posts to it.
+        printed = "Broker default/default ingress: "
+        output = await _wait_for_log(tmp_path / "run.log", printed, process)
+        address = output.split(printed, 1)[1].split()[0]
+        event = ["--type", "order.paid", "--id", "order-by-http", "--extension", "amount=25"]
+        sent = await asyncio.to_thread(
+            subprocess.run,
+            [*_knray(), "send", "--broker-url", address, "--source", "/shop", *event],
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert sent.returncode == 0, sent.stderr
+        expected.add("order-by-http")
         await _wait_for(expected, received, process, tmp_path)
         # Editing the manifests while running re-applies them: the filter now wants >= 20.
         (project / "app.yaml").write_text(
@@ -156,12 +174,13 @@ async def _wait_for(
     assert got == expected
 
 
-async def _wait_for_log(log: Path, text: str, process: subprocess.Popen[bytes]) -> None:
+async def _wait_for_log(log: Path, text: str, process: subprocess.Popen[bytes]) -> str:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert process.poll() is None, log.read_text()[-3000:]
-        if text in log.read_text():
-            return
+        output = log.read_text()
+        if text in output:
+            return output
         await asyncio.sleep(0.5)
     raise AssertionError(f"{text!r} not in the output: {log.read_text()[-3000:]}")
 

@@ -486,3 +486,58 @@ async def test_no_routes_means_filtered() -> None:
     outcomes = await dispatcher().deliver([make_event()])
     assert [o.status for o in outcomes] == [DeliveryStatus.FILTERED]
     assert await dispatcher().deliver([]) == []
+
+
+class RecordingSink:
+    """An EventSink recording what it gets; answers every event with ``status``."""
+
+    def __init__(self, status: DeliveryStatus = DeliveryStatus.DELIVERED) -> None:
+        self.status = status
+        self.received: list[CloudEvent] = []
+
+    async def deliver(self, events: Any) -> list[Any]:
+        from knray.broker import Outcome  # noqa: PLC0415
+
+        self.received.extend(events)
+        return [Outcome(self.status, None if self.status.value != "failed" else "no")] * len(events)
+
+
+async def test_stamped_events_are_not_stamped_again() -> None:
+    sub = FakeSubscriber()
+    d = dispatcher(route(subscriber=sub), clock=FakeClock())
+    stamped = make_event("1", knativearrivaltime="2020-01-01T00:00:00.000000Z", knativebrokerttl=1)
+    [outcome] = await d.deliver([stamped], stamped=True)
+    assert outcome.status is DeliveryStatus.DELIVERED
+    [received] = sub.received
+    # Neither decremented (1 would be 0: dropped) nor re-stamped.
+    assert received["knativearrivaltime"] == "2020-01-01T00:00:00.000000Z"
+    assert "knativebrokerttl" not in received
+
+
+async def test_replies_go_to_the_reply_sink_with_the_ttl_of_their_cause() -> None:
+    def reply(event: CloudEvent, attempt: int, timeout: float | None) -> SubscriberResponse:
+        return SubscriberResponse(200, reply=make_event("r-" + event.get_id(), type="reply"))
+
+    sub = FakeSubscriber(reply)
+    replies = RecordingSink()
+    d = dispatcher(route(subscriber=sub), reply_sink=replies, default_ttl=9)
+    [outcome] = await d.deliver([make_event("1")])
+    assert outcome.status is DeliveryStatus.DELIVERED
+    assert [e.get_id() for e in sub.received] == ["1"]  # not re-dispatched here
+    [sent] = replies.received
+    assert sent.get_id() == "r-1"
+    # The reply carries the TTL its cause had here; the reply sink's ingress decrements it.
+    assert sent["knativebrokerttl"] == 9
+    assert d.stats()["totals"]["reply_events"] == 1
+
+
+async def test_a_reply_the_reply_sink_refuses_keeps_its_cause_unfinished() -> None:
+    def reply(event: CloudEvent, attempt: int, timeout: float | None) -> SubscriberResponse:
+        return SubscriberResponse(200, reply=make_event("r", type="reply"))
+
+    d = dispatcher(
+        route(subscriber=FakeSubscriber(reply)), reply_sink=RecordingSink(DeliveryStatus.FAILED)
+    )
+    [outcome] = await d.deliver([make_event("1")])
+    assert outcome.status is DeliveryStatus.FAILED
+    assert "reply r" in (outcome.error or "")

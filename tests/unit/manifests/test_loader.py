@@ -427,7 +427,7 @@ def test_ping_source() -> None:
 
 
 def test_unknown_kind_duplicate_names_and_bad_yaml(tmp_path: Path) -> None:
-    assert "kind" in _error_paths("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    assert "kind" in _error_paths("apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n")
     twice = _yaml(TRIGGER_HEAD) + "---\n" + _yaml(TRIGGER_HEAD)
     assert "metadata.name" in _error_paths(twice)
     with pytest.raises(ManifestError, match="invalid YAML"):

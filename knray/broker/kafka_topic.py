@@ -1,0 +1,239 @@
+"""A Kafka-class Broker's topic: created when missing, appended to, and Trigger groups placed.
+
+References: knative-extensions/eventing-kafka-broker (the receiver appends each event in binary
+content mode and answers 202 once the record is acknowledged; the control plane creates the
+topic from ``kafka-broker-config`` and initialises a new Trigger's consumer group at the end of
+the topic before the Trigger is Ready, so a new Trigger sees events sent after it exists).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from knray.broker.ingress import DEFAULT_TTL, read_ttl, stamp_ingress
+from knray.broker.kafka_class import KafkaBrokerConfig
+from knray.broker.outcome import DeliveryStatus, Outcome
+from knray.events import CloudEvent
+from knray.events.kafka import KafkaRecord, to_kafka_binary, to_kafka_structured
+
+__all__ = ["KafkaTopicWriter", "append_events", "ensure_topic", "start_group_at_end"]
+
+_log = logging.getLogger(__name__)
+_TIMEOUT_MS = 10_000
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def ensure_topic(config: KafkaBrokerConfig) -> None:
+    """Create the Broker's topic unless it exists (an existing topic is kept as it is)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=list(config.bootstrap_servers), request_timeout_ms=_TIMEOUT_MS
+    )
+    await admin.start()
+    try:
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics(
+                [NewTopic(config.topic, config.partitions, config.replication_factor)]
+            )
+    finally:
+        await admin.close()
+
+
+async def start_group_at_end(config: KafkaBrokerConfig, group: str) -> dict[int, int]:
+    """Commit the end of every partition for ``group`` when it has no committed offset yet.
+
+    Returns the offsets committed by this call (empty when the group had offsets already).
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=list(config.bootstrap_servers),
+        group_id=group,
+        enable_auto_commit=False,
+        request_timeout_ms=_TIMEOUT_MS,
+    )
+    await consumer.start()
+    try:
+        partitions: set[int] | None = None
+        for _ in range(50):  # a topic just created may take a moment to appear in metadata
+            await consumer.topics()
+            partitions = consumer.partitions_for_topic(config.topic)
+            if partitions:
+                break
+            await asyncio.sleep(0.1)
+        if not partitions:
+            raise RuntimeError(f"topic {config.topic} has no partitions")
+        tps = [TopicPartition(config.topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        committed = [await consumer.committed(tp) for tp in tps]
+        if any(offset is not None for offset in committed):
+            return {}
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        await consumer.commit(ends)
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+class KafkaTopicWriter:
+    """Appends events to a Kafka-class Broker's topic; an EventSink.
+
+    ``deliver`` stamps each event as the broker's ingress (unless ``stamped``), drops the ones
+    whose TTL is exhausted, and returns DELIVERED for each event the topic acknowledged
+    (``acks=all``), FAILED for the others (the sender retries).
+    """
+
+    def __init__(
+        self,
+        config: KafkaBrokerConfig,
+        *,
+        default_ttl: int = DEFAULT_TTL,
+        clock: Callable[[], datetime] = _utcnow,
+        producer_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self._default_ttl = default_ttl
+        self._clock = clock
+        self._options = {
+            "bootstrap_servers": list(config.bootstrap_servers),
+            "acks": "all",
+            "enable_idempotence": False,
+            "linger_ms": 1,
+            **(producer_options or {}),
+        }
+        self._producer: Any = None
+        self._lock = asyncio.Lock()
+        self._counts: Counter[str] = Counter()
+
+    async def start(self) -> None:
+        """Create the topic when missing and connect the producer."""
+        async with self._lock:
+            if self._producer is not None:
+                return
+            await ensure_topic(self.config)
+            producer = AIOKafkaProducer(**self._options)
+            await producer.start()
+            self._producer = producer
+
+    async def close(self) -> None:
+        """Flush and disconnect."""
+        async with self._lock:
+            if self._producer is not None:
+                await self._producer.stop()
+                self._producer = None
+
+    def stats(self) -> dict[str, int]:
+        """Counters: appended, failed, ttl_dropped."""
+        return {name: self._counts[name] for name in ("appended", "failed", "ttl_dropped")}
+
+    async def deliver(
+        self, events: Sequence[CloudEvent], *, stamped: bool = False
+    ) -> list[Outcome]:
+        if self._producer is None:
+            await self.start()
+        now = self._clock()
+        outcomes: list[Outcome | None] = [None] * len(events)
+        sends: list[tuple[int, Any]] = []
+        for index, event in enumerate(events):
+            ready = event if stamped else stamp_ingress(event, now, self._default_ttl)
+            ttl = read_ttl(ready)
+            if ttl is None or ttl <= 0:
+                self._counts["ttl_dropped"] += 1
+                outcomes[index] = Outcome(DeliveryStatus.DROPPED, "TTL exhausted")
+                continue
+            try:
+                record = to_kafka_binary(ready)
+            except ValueError as error:  # cannot become a record: retrying will not help
+                _log.warning("event %s cannot be written to Kafka: %s", event.get("id"), error)
+                outcomes[index] = Outcome(DeliveryStatus.DROPPED, f"not a Kafka record: {error}")
+                continue
+            try:
+                future = await self._producer.send(
+                    self.config.topic,
+                    value=_value(record),
+                    key=record.key,
+                    headers=list(record.headers),
+                )
+            except Exception as error:
+                outcomes[index] = Outcome(DeliveryStatus.FAILED, f"not appended: {error!r}")
+                continue
+            sends.append((index, future))
+        results = await asyncio.gather(*(f for _, f in sends), return_exceptions=True)
+        for (index, _), result in zip(sends, results, strict=True):
+            if isinstance(result, BaseException):
+                outcomes[index] = Outcome(DeliveryStatus.FAILED, f"not appended: {result!r}")
+            else:
+                outcomes[index] = Outcome(DeliveryStatus.DELIVERED)
+        final = [o if o is not None else Outcome(DeliveryStatus.FAILED) for o in outcomes]
+        appended = sum(1 for o in final if o.status is DeliveryStatus.DELIVERED)
+        self._counts["appended"] += appended
+        self._counts["failed"] += sum(1 for o in final if o.status is DeliveryStatus.FAILED)
+        return final
+
+
+def _value(record: KafkaRecord) -> bytes | None:
+    # A record needs a key or a value: an event without data is an empty value, which the
+    # binding reads back as no data.
+    return record.value if record.value is not None or record.key else b""
+
+
+async def append_events(
+    bootstrap_servers: str,
+    topic: str,
+    events: Iterable[CloudEvent],
+    *,
+    structured: bool = False,
+    on_appended: Callable[[int], None] | None = None,
+    window: int = 1000,
+) -> list[tuple[int, str]]:
+    """Append events to ``topic`` (binary content mode, or structured) with ``acks=all``.
+
+    ``on_appended(n)`` is called as acknowledgements arrive. Returns ``(index, error)`` for
+    every event that was not appended (nothing is dropped silently).
+    """
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5, request_timeout_ms=_TIMEOUT_MS
+    )
+    await producer.start()
+    failures: list[tuple[int, str]] = []
+
+    async def settle(pending: list[tuple[int, Any]]) -> None:
+        results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+        appended = 0
+        for (index, _), result in zip(pending, results, strict=True):
+            if isinstance(result, BaseException):
+                failures.append((index, repr(result)))
+            else:
+                appended += 1
+        if on_appended is not None and appended:
+            on_appended(appended)
+        pending.clear()
+
+    try:
+        pending: list[tuple[int, Any]] = []
+        for index, event in enumerate(events):
+            try:
+                record = to_kafka_structured(event) if structured else to_kafka_binary(event)
+                future = await producer.send(
+                    topic, value=_value(record), key=record.key, headers=list(record.headers)
+                )
+            except Exception as error:
+                failures.append((index, repr(error)))
+                continue
+            pending.append((index, future))
+            if len(pending) >= window:
+                await settle(pending)
+        await settle(pending)
+    finally:
+        await producer.stop()
+    return failures
