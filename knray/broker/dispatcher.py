@@ -162,7 +162,9 @@ class Dispatcher:
         """``{"broker", "routes": {key: counters}, "totals": counters}`` as plain dicts."""
         return {"broker": self.broker_name, **self._stats.snapshot()}
 
-    def recent(self, route_key: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def recent(
+        self, route_key: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         """The latest final results (delivered, dead-lettered, ...) of one route or of all, as
         plain dicts: time_s, trigger, id, type, source, subject, status, error, reply_type,
         data; oldest first."""

@@ -99,9 +99,7 @@ class RecentDeliveries:
     def rows(self, key: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Recorded deliveries as plain dicts, oldest first (of one route, or all)."""
         keys = [key] if key is not None else list(self._routes)
-        rows = [
-            _row(route, entry) for route in keys for entry in self._routes.get(route, deque())
-        ]
+        rows = [_row(route, entry) for route in keys for entry in self._routes.get(route, deque())]
         rows.sort(key=lambda row: float(row["time_s"]))
         return rows[-limit:] if limit else rows
 

@@ -75,8 +75,8 @@ def num_gpus(service: KnativeService) -> float:
     """GPUs per replica: the ``knray.dev/num-gpus`` annotation (revision template first, then
     the Service; fractions share a GPU), else the container's ``nvidia.com/gpu`` (or
     ``amd.com/gpu``) limit, else request; 0 when none is set."""
-    for annotations in (service.spec.template.metadata.annotations, service.annotations):
-        value = annotations.get(NUM_GPUS_ANNOTATION)
+    for found in (service.spec.template.metadata.annotations, service.annotations):
+        value = found.get(NUM_GPUS_ANNOTATION)
         if value is not None:
             return float(value)
     containers = service.spec.template.spec.containers

@@ -38,7 +38,9 @@ __all__ = [
     "start_tansu",
 ]
 
-_KAFKA_KIT = frozenset({"TansuBroker", "TansuStartError", "create_topics", "produce_events", "start_tansu"})
+_KAFKA_KIT = frozenset(
+    {"TansuBroker", "TansuStartError", "create_topics", "produce_events", "start_tansu"}
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -40,11 +40,11 @@ _RECORD_LIMIT: Final = 100_000
 
 
 def make_event(
-    type: str,  # noqa: A002 - the CloudEvents attribute name
+    type: str,
     data: Any = None,
     *,
     source: str = _DEFAULT_SOURCE,
-    id: str | None = None,  # noqa: A002 - the CloudEvents attribute name
+    id: str | None = None,
     subject: str | None = None,
     datacontenttype: str | None = None,
     **extensions: Any,
@@ -209,7 +209,9 @@ class InMemoryBroker:
         self._services: dict[str, HandlerSubscriber] = {}
         self._dispatchers: dict[str, Dispatcher] = {}
         defined = {r.key: r for r in self.resources}
-        unknown = sorted(set(overrides) - {f"{r.namespace}/{r.name}" for r in self._of(KnativeService)})
+        unknown = sorted(
+            set(overrides) - {f"{r.namespace}/{r.name}" for r in self._of(KnativeService)}
+        )
         if unknown:
             raise ValueError(f"handlers given for Services that are not defined: {unknown}")
         problems: list[FieldProblem] = []
@@ -261,11 +263,17 @@ class InMemoryBroker:
         subscriber = self._target(
             trigger.spec.subscriber, trigger, "spec.subscriber", defined, problems
         )
-        delivery = trigger.spec.delivery if trigger.spec.delivery is not None else broker.spec.delivery
+        delivery = (
+            trigger.spec.delivery if trigger.spec.delivery is not None else broker.spec.delivery
+        )
         dead_letter = None
         if delivery is not None and delivery.dead_letter_sink is not None:
             dead_letter = self._target(
-                delivery.dead_letter_sink, trigger, "spec.delivery.deadLetterSink", defined, problems
+                delivery.dead_letter_sink,
+                trigger,
+                "spec.delivery.deadLetterSink",
+                defined,
+                problems,
             )
         return Route.from_trigger(
             trigger, subscriber, broker_delivery=broker.spec.delivery, dead_letter=dead_letter

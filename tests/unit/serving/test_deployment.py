@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
+from knray.errors import ManifestError
 from knray.manifests import parse_manifests
 from knray.manifests.service import KnativeService
 from knray.serving import app_name, autoscaling_config, kpa_params
-from knray.serving.deployment import num_cpus
+from knray.serving.deployment import num_cpus, num_gpus, ray_actor_options
 
 
 def _service(annotations: str = "", resources: str = "", concurrency: str = "") -> KnativeService:
@@ -69,8 +72,6 @@ def test_container_concurrency_caps_the_target() -> None:
 
 
 def test_gpus_from_the_annotation_or_the_gpu_limit() -> None:
-    from knray.serving.deployment import num_gpus, ray_actor_options
-
     assert ray_actor_options(_service()) == {"num_cpus": 0.1}
     by_limit = _service(resources='resources: {limits: {"nvidia.com/gpu": "1"}}')
     assert num_gpus(by_limit) == 1.0
@@ -86,10 +87,6 @@ def test_gpus_from_the_annotation_or_the_gpu_limit() -> None:
 
 
 def test_bad_gpu_quantities_are_rejected_with_their_path() -> None:
-    import pytest
-
-    from knray.errors import ManifestError
-
     with pytest.raises(ManifestError) as bad_annotation:
         _service('"knray.dev/num-gpus": "-1"')
     assert "spec.template.metadata.annotations[knray.dev/num-gpus]" in str(bad_annotation.value)

@@ -17,7 +17,13 @@ from knray.serving import (
     handler_spec_for_service,
     load_handler,
 )
-from knray.serving.handlers import EVENT_DISPLAY_HANDLER, response_for_result, split_results
+from knray.serving.handlers import (
+    EVENT_DISPLAY_HANDLER,
+    handler_from_object,
+    import_handler_target,
+    response_for_result,
+    split_results,
+)
 
 HERE = __name__
 
@@ -219,8 +225,6 @@ def test_batch_handler_rejects_bad_options() -> None:
 
 
 def test_handler_objects_load_like_specs() -> None:
-    from knray.serving.handlers import handler_from_object, import_handler_target
-
     assert import_handler_target(f"{HERE}:Model") is Model
     function = handler_from_object(sync_handler)
     assert function.spec == f"{HERE}:sync_handler"

@@ -28,9 +28,7 @@ def classify(events: list[CloudEvent]) -> list[object]:
         if data.get("text") == "boom":
             results.append(ValueError("cannot classify"))
         else:
-            results.append(
-                make_event("chat.classified", {"label": "ok"}, id=f"{event.get_id()}-c")
-            )
+            results.append(make_event("chat.classified", {"label": "ok"}, id=f"{event.get_id()}-c"))
     return results
 
 
@@ -132,7 +130,7 @@ async def test_async_tests_await_deliver() -> None:
     kit = InMemoryBroker(_resources())
     [outcome] = await kit.deliver(make_event("other.type"))
     assert outcome.status is DeliveryStatus.FILTERED
-    with pytest.raises(RuntimeError, match="await broker.deliver"):
+    with pytest.raises(RuntimeError, match=r"await broker\.deliver"):
         kit.send(make_event("other.type"))
 
 
