@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,12 +329,16 @@ class InMemoryBroker:
     def send(
         self, events: CloudEvent | Iterable[CloudEvent], *, broker: str | None = None
     ) -> list[Outcome]:
-        """:meth:`deliver` from synchronous code (inside ``async`` code, await ``deliver``)."""
+        """:meth:`deliver` from synchronous code. Where an event loop already runs in this
+        thread (a notebook, an async test), the delivery runs on a loop of its own in a
+        helper thread, and this call blocks until it is done (``await deliver`` does not)."""
+        batch = [events] if isinstance(events, CloudEvent) else list(events)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.deliver(events, broker=broker))
-        raise RuntimeError("an event loop is running here: use `await broker.deliver(events)`")
+            return asyncio.run(self.deliver(batch, broker=broker))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="knray-testing") as helper:
+            return helper.submit(asyncio.run, self.deliver(batch, broker=broker)).result()
 
     # --- what happened -------------------------------------------------------------------
     def service(self, name: str) -> HandlerSubscriber:
