@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from examples.livechat.handlers import toxicity
 from knray import CloudEvent
 from knray.serving import batch_handler
-
-from examples.livechat.handlers import toxicity
 
 
 def _text(event: CloudEvent) -> str | None:
