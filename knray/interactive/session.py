@@ -39,6 +39,7 @@ _MAIN_PREFIX: Final = "__main__:"
 _STOP_TIMEOUT_S: Final = 10.0
 
 ResourceInput = str | Path | Resource | Iterable["str | Path | Resource"]
+_current: Local | None = None
 
 
 def local(
@@ -52,7 +53,8 @@ def local(
 ) -> Local:
     """Start a local Ray (or attach to the cluster at ``address``, or to the Ray this
     process is already connected to) and return a session; close it with ``close()`` or
-    use it as a context manager: ``with knray.local() as kn: ...``.
+    use it as a context manager: ``with knray.local() as kn: ...``. Starting a session
+    closes the previous one of this process.
 
     Every ``sample_interval_s`` the session records throughput and replicas for
     :meth:`Local.history` and :meth:`Local.plot` (the last ``history_limit`` samples).
@@ -84,6 +86,11 @@ class Local:
     ) -> None:
         if sample_interval_s <= 0:
             raise ValueError("sample_interval_s must be positive")
+        global _current  # noqa: PLW0603 - one session per process
+        if _current is not None:
+            # A notebook cell starting a session again: the previous one's actors and
+            # deployments would clash with the new ones (same names), so it goes first.
+            _current.close()
         if not log_to_driver:
             # Serve logs each deployment step here at INFO: noise between a notebook's cells.
             logging.getLogger("ray.serve").setLevel(logging.WARNING)
@@ -100,6 +107,7 @@ class Local:
             target=self._sample_loop, name="knray-sampler", daemon=True
         )
         self._sampler.start()
+        _current = self
 
     # --- resources -----------------------------------------------------------------------
     @property
@@ -288,8 +296,11 @@ class Local:
 
     def close(self) -> None:
         """Drain and remove everything this session started; stop Ray if it started it."""
+        global _current  # noqa: PLW0603 - one session per process
         if self._closed:
             return
+        if _current is self:
+            _current = None
         self._stop.set()
         self._sampler.join(timeout=_STOP_TIMEOUT_S)
         with self._lock:
