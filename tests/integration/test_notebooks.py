@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat
@@ -15,11 +14,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs_without_error(path: Path) -> None:
+def test_notebook_runs_without_error(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     notebook = nbformat.read(path, as_version=4)
     # The kernel inherits this environment: a local Ray of its own on loopback, never a
-    # cluster another process started (tests/conftest.py sets both variables).
-    assert os.environ.get("RAY_ENABLE_AUTO_CONNECT") == "0"
+    # cluster another process started.
+    monkeypatch.setenv("RAY_ENABLE_AUTO_CONNECT", "0")
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     client = NotebookClient(
         notebook,
         timeout=600,
