@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +44,7 @@ from knray.broker.outcome import (
     SubscriberResponse,
 )
 from knray.broker.retry import DeliveryPolicy, is_retryable
-from knray.broker.stats import DispatchStats
+from knray.broker.stats import DispatchStats, RecentDeliveries
 from knray.events import CloudEvent
 from knray.filters import Filter, compile_trigger
 from knray.manifests.delivery import DeliverySpec
@@ -133,6 +134,7 @@ class Dispatcher:
     ``reply_sink``: where replies go instead of re-entering this dispatcher (a Kafka-class
     Broker's replies go back to its topic, so every Trigger sees them); a reply it does not
     finish leaves its cause unfinished.
+    ``recent_limit`` is how many final results each route keeps for :meth:`recent`.
     """
 
     def __init__(
@@ -144,6 +146,7 @@ class Dispatcher:
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], datetime] = _utcnow,
         reply_sink: EventSink | None = None,
+        recent_limit: int = 100,
     ) -> None:
         if default_ttl <= 0:
             raise ValueError(f"default_ttl must be positive, got {default_ttl}")
@@ -153,6 +156,7 @@ class Dispatcher:
         self._clock = clock
         self._reply_sink = reply_sink
         self._stats = DispatchStats()
+        self._recent = RecentDeliveries(recent_limit)
         self._routes: tuple[Route, ...] = ()
         self.update_routes(routes)
 
@@ -170,10 +174,19 @@ class Dispatcher:
             raise ValueError(f"duplicate route keys: {', '.join(duplicates)}")
         self._routes = new
         self._stats.track(keys)
+        self._recent.track(keys)
 
     def stats(self) -> dict[str, Any]:
         """``{"broker", "routes": {key: counters}, "totals": counters}`` as plain dicts."""
         return {"broker": self.broker_name, **self._stats.snapshot()}
+
+    def recent(
+        self, route_key: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The latest final results (delivered, dead-lettered, ...) of one route or of all, as
+        plain dicts: time_s, trigger, id, type, source, subject, status, error, reply_type,
+        data; oldest first."""
+        return self._recent.rows(route_key, limit)
 
     async def deliver(
         self, events: Sequence[CloudEvent], *, stamped: bool = False
@@ -342,7 +355,14 @@ class Dispatcher:
                 failed, await self._dead_letter(route, events, responses, failed), strict=True
             ):
                 results[position] = result
-        return [result for result in results if result is not None]
+        final = [result for result in results if result is not None]
+        self._recent.add(
+            route.key,
+            time.time(),
+            events,
+            [(result.status, result.error, result.reply) for result in final],
+        )
+        return final
 
     async def _dead_letter(
         self,

@@ -7,6 +7,7 @@ does not implement loads with a warning naming it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,13 +21,15 @@ from knray.manifests.scaling import (
 )
 from knray.manifests.trigger import CEL_FILTER_ANNOTATION, DELIVERY_ORDER_ANNOTATION, check_cel
 
-__all__ = ["HANDLER_ANNOTATION", "AnnotationReport", "check_annotations"]
+__all__ = ["HANDLER_ANNOTATION", "NUM_GPUS_ANNOTATION", "AnnotationReport", "check_annotations"]
 
 HANDLER_ANNOTATION: Final = "knray.dev/handler"
+# GPUs per replica (Ray's ``num_gpus``, fractions allowed); overrides ``nvidia.com/gpu`` limits.
+NUM_GPUS_ANNOTATION: Final = "knray.dev/num-gpus"
 _HANDLER_FORMAT: Final = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _KNRAY_KEYS_BY_KIND: Final = {
     "Trigger": frozenset({CEL_FILTER_ANNOTATION}),
-    "Service": frozenset({HANDLER_ANNOTATION}),
+    "Service": frozenset({HANDLER_ANNOTATION, NUM_GPUS_ANNOTATION}),
 }
 # Domains whose annotations configure a Kubernetes data plane knray replaces.
 _TOLERATED_PREFIXES: Final = (
@@ -108,6 +111,8 @@ def _check_common(
                 report.errors.append((path, f"unknown knray annotation (known on {kind}: {known})"))
             elif key == HANDLER_ANNOTATION and not _HANDLER_FORMAT.fullmatch(value):
                 report.errors.append((path, f"{value!r} is not 'package.module:attribute'"))
+            elif key == NUM_GPUS_ANNOTATION and _gpu_count(value) is None:
+                report.errors.append((path, f"{value!r} is not a number of GPUs (0 or more)"))
         elif key.startswith(_TOLERATED_PREFIXES):
             report.warnings.append((path, "not implemented by knray; ignored"))
         elif key.startswith(AUTOSCALING_PREFIX) and kind != "Service":
@@ -116,6 +121,14 @@ def _check_common(
             key.startswith("eventing.knative.dev/") and key != "eventing.knative.dev/broker.class"
         ) or (key.startswith("kafka.eventing.knative.dev/") and key != DELIVERY_ORDER_ANNOTATION):
             report.warnings.append((path, "not implemented by knray; ignored"))
+
+
+def _gpu_count(value: str) -> float | None:
+    try:
+        count = float(value)
+    except ValueError:
+        return None
+    return count if math.isfinite(count) and count >= 0 else None
 
 
 def _check_autoscaling(

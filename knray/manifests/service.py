@@ -24,12 +24,32 @@ MAX_TIMEOUT_S = 600
 MAX_CONTAINER_CONCURRENCY = 1000
 
 
+# Extended resources knray maps to Ray's ``num_gpus``.
+GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
+
+
+def _check_gpus(quantities: dict[str, str | int | float]) -> dict[str, str | int | float]:
+    for name in GPU_RESOURCES:
+        if name in quantities:
+            # Kubernetes: extended resources are whole numbers (no "500m" of a GPU); use the
+            # knray.dev/num-gpus annotation for a share of one.
+            text = str(quantities[name]).strip()
+            if not text.isdigit():
+                raise ValueError(
+                    f"{name}: {quantities[name]!r} is not a whole number of GPUs "
+                    "(for a share of a GPU use the knray.dev/num-gpus annotation)"
+                )
+    return quantities
+
+
 class ResourceRequirements(ManifestModel):
     """Container resources; quantities stay strings (``500m``, ``1Gi``, ``1``)."""
 
     limits: dict[str, str | int | float] = Field(default_factory=dict)
     requests: dict[str, str | int | float] = Field(default_factory=dict)
     claims: list[dict[str, Any]] | None = None
+
+    _gpus = field_validator("limits", "requests")(_check_gpus)
 
 
 class Container(ManifestModel):

@@ -71,6 +71,9 @@ class BrokerActor:
     async def stats(self) -> dict[str, Any]:
         return self._dispatcher.stats()
 
+    async def recent(self, route_key: str | None = None, limit: int | None = None) -> list[Any]:
+        return self._dispatcher.recent(route_key, limit)
+
     async def ready(self) -> bool:
         return True
 

@@ -61,6 +61,12 @@ class KafkaBrokerActor:
     async def update(self, plan: BrokerPlan, services: Mapping[str, ServicePlan]) -> None:
         del plan, services  # Trigger changes restart their consumers instead
 
+    async def recent(
+        self, route_key: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        del route_key, limit  # deliveries happen in the Trigger consumers
+        return []
+
     async def stats(self) -> dict[str, Any]:
         return {"broker": self._key, "routes": {}, "totals": self._writer.stats()}
 
@@ -146,6 +152,11 @@ class KafkaTriggerActor:
 
     async def stats(self) -> dict[str, Any]:
         return {"consumer": self._consumer.stats(), "dispatch": self._dispatcher.stats()}
+
+    async def recent(
+        self, route_key: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        return self._dispatcher.recent(route_key, limit)
 
     async def ready(self) -> bool:
         return True
@@ -253,6 +264,13 @@ class KafkaTriggers:
             self._handles[key] = replacement
             replaced.append(kafka_trigger_actor_name(key))
         return replaced
+
+    def recent(self, route_key: str | None, limit: int | None) -> list[dict[str, Any]]:
+        """The latest final results of every Trigger consumer (see ``Dispatcher.recent``)."""
+        rows: list[dict[str, Any]] = []
+        for found in ray.get([h.recent.remote(route_key, limit) for h in self._handles.values()]):
+            rows.extend(found)
+        return rows
 
     def route_stats(self) -> dict[str, dict[str, Any]]:
         """Each Trigger's delivery counters, plus its consumer's lag."""

@@ -17,10 +17,14 @@ from typing import Any
 import ray
 from ray import serve
 
+from knray.broker import Outcome
 from knray.broker.http_ingress import DEFAULT_HTTP_HOST, DEFAULT_MAX_BODY_BYTES
 from knray.broker.ingress_queue import DEFAULT_QUEUE_CAPACITY
 from knray.broker.kafka_class import KafkaBrokerConfig, kafka_broker_configs
+from knray.broker.outcome import unpack_outcomes
 from knray.errors import FieldProblem, ManifestError
+from knray.events import CloudEvent
+from knray.events.packed import pack_events
 from knray.manifests import KafkaSource, Resource
 from knray.runtime.actors import BrokerActor, KafkaSourceActor
 from knray.runtime.ingress import IngressActor
@@ -35,7 +39,7 @@ from knray.runtime.plan import Plan, ServicePlan, SourcePlan, build_plan
 from knray.serving import delete_service, deploy_service
 from knray.serving.deployment import app_name
 
-__all__ = ["Runtime", "connect"]
+__all__ = ["Runtime", "connect", "disconnect"]
 
 _log = logging.getLogger(__name__)
 _STOP_TIMEOUT_S = 60.0
@@ -44,14 +48,15 @@ _PING_TIMEOUT_S = 10.0
 
 def connect(
     address: str | None = None, *, working_dir: str | None = None, log_to_driver: bool = True
-) -> None:
+) -> bool:
     """Connect to the Ray cluster at ``address``, or start a local one when None.
 
     With an address, the working directory is shipped to the workers (Ray ``runtime_env``
-    ``working_dir``) so handler modules import there as they do here.
+    ``working_dir``) so handler modules import there as they do here. Returns False when
+    this process was connected already (nothing done), True otherwise.
     """
     if ray.is_initialized():
-        return
+        return False
     cwd = working_dir or os.getcwd()
     if address:
         runtime_env = {
@@ -72,6 +77,13 @@ def connect(
             configure_logging=False,
             runtime_env={"env_vars": {"RAY_ENABLE_AUTO_CONNECT": "0"}},
         )
+    return True
+
+
+def disconnect() -> None:
+    """Disconnect from Ray (a local Ray started by :func:`connect` stops with it)."""
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 @dataclass
@@ -296,6 +308,46 @@ class Runtime:
         for handle in handles:
             ray.kill(handle)
         return stats
+
+    # --- send ----------------------------------------------------------------------------
+    def send(
+        self,
+        broker_key: str,
+        events: Sequence[CloudEvent],
+        *,
+        batch_size: int = 500,
+        timeout_s: float | None = None,
+    ) -> list[Outcome]:
+        """Send events into a running Broker (``namespace/name``) as a source does: batches
+        spread over its dispatcher actors; one Outcome per event, in order, once finished.
+        Raises KeyError for an unknown Broker, GetTimeoutError after ``timeout_s``."""
+        handles = self._running.brokers.get(broker_key)
+        if handles is None:
+            known = ", ".join(sorted(self._running.brokers)) or "none"
+            raise KeyError(f"no running Broker {broker_key!r} (running: {known})")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        batches = [list(events[i : i + batch_size]) for i in range(0, len(events), batch_size)]
+        refs = [
+            handles[index % len(handles)].deliver_packed.remote(pack_events(batch))
+            for index, batch in enumerate(batches)
+        ]
+        outcomes: list[Outcome] = []
+        for packed in ray.get(refs, timeout=timeout_s):
+            outcomes.extend(unpack_outcomes(packed))
+        return outcomes
+
+    def deliveries(self, trigger_key: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest final results at a Trigger (``Trigger/namespace/name``), or at every
+        Trigger, as plain dicts (see ``Dispatcher.recent``), oldest first; each dispatcher
+        keeps a bounded number per Trigger."""
+        rows: list[dict[str, Any]] = []
+        for handles in self._running.brokers.values():
+            for found in ray.get([h.recent.remote(trigger_key, limit) for h in handles]):
+                rows.extend(found)
+        rows.extend(self._kafka_triggers.recent(trigger_key, limit))
+        rows.sort(key=lambda row: float(row["time_s"]))
+        return rows[-limit:] if limit else rows
 
     # --- observe -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -9,10 +9,16 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
+from knray.manifests.annotations import NUM_GPUS_ANNOTATION
 from knray.manifests.scaling import AutoscalingSpec
-from knray.manifests.service import KnativeService
+from knray.manifests.service import GPU_RESOURCES, KnativeService
 from knray.serving import kpa
-from knray.serving.handlers import handler_spec_for_service, load_handler
+from knray.serving.handlers import (
+    MAIN_MODULE,
+    handler_spec_for_service,
+    import_handler_target,
+    load_handler,
+)
 from knray.serving.kpa import KpaParams
 
 __all__ = [
@@ -27,6 +33,8 @@ __all__ = [
     "deploy_service",
     "kpa_params",
     "num_cpus",
+    "num_gpus",
+    "ray_actor_options",
 ]
 
 DEFAULT_NUM_CPUS: Final = 0.1
@@ -61,6 +69,36 @@ def num_cpus(service: KnativeService) -> float:
             if "cpu" in quantities:
                 return _cpu_quantity(quantities["cpu"])
     return DEFAULT_NUM_CPUS
+
+
+def num_gpus(service: KnativeService) -> float:
+    """GPUs per replica: the ``knray.dev/num-gpus`` annotation (revision template first, then
+    the Service; fractions share a GPU), else the container's ``nvidia.com/gpu`` (or
+    ``amd.com/gpu``) limit, else request; 0 when none is set."""
+    for found in (service.spec.template.metadata.annotations, service.annotations):
+        value = found.get(NUM_GPUS_ANNOTATION)
+        if value is not None:
+            return float(value)
+    containers = service.spec.template.spec.containers
+    if containers:
+        resources = containers[0].resources
+        # Kubernetes: an extended resource's request, when given, equals its limit.
+        for quantities in (resources.limits, resources.requests):
+            for name in GPU_RESOURCES:
+                if name in quantities:
+                    return float(quantities[name])
+    return 0.0
+
+
+def ray_actor_options(service: KnativeService) -> dict[str, Any]:
+    """The ``ray_actor_options`` of a Service's replicas: CPUs, and GPUs when it asks for any."""
+    options: dict[str, Any] = {"num_cpus": num_cpus(service)}
+    gpus = num_gpus(service)
+    if gpus > 0:
+        # Ray places the replica on a node with a free GPU (or share of one) and sets
+        # CUDA_VISIBLE_DEVICES for it; without one in the cluster it waits, as a pod would.
+        options["num_gpus"] = gpus
+    return options
 
 
 def kpa_params(spec: AutoscalingSpec) -> KpaParams:
@@ -148,7 +186,7 @@ def build_application(
         # metric push interval (the documented environment variables are not read).
         warnings.filterwarnings("ignore", ".*metrics_interval_s", DeprecationWarning)
         config = AutoscalingConfig(**autoscaling_config(spec), policy=_policy(kwargs))
-    actor_options: dict[str, Any] = {"num_cpus": num_cpus(service)}
+    actor_options = ray_actor_options(service)
     if runtime_env:
         actor_options["runtime_env"] = runtime_env
     if spec.container_concurrency > 0:
@@ -163,7 +201,13 @@ def build_application(
         logging_config={"enable_access_log": False},
     )
     paths = list(search_path) if search_path is not None else [os.getcwd()]
-    return deployment.bind(name, handler, spec.container_concurrency, paths)
+    handler_argument: object = handler
+    if handler.partition(":")[0] == MAIN_MODULE:
+        # Defined in this process (a notebook or script): replicas cannot import it, so the
+        # object itself goes to them (Ray pickles __main__ functions and classes by value,
+        # with the globals they use).
+        handler_argument = import_handler_target(handler, service=name)
+    return deployment.bind(name, handler_argument, spec.container_concurrency, paths)
 
 
 def deploy_service(

@@ -28,6 +28,7 @@ from knray.manifests.service import KnativeService
 
 __all__ = [
     "EVENT_DISPLAY_HANDLER",
+    "MAIN_MODULE",
     "BatchOptions",
     "HandlerLoadError",
     "LoadedHandler",
@@ -35,12 +36,16 @@ __all__ = [
     "builtin_handler_for_image",
     "event_display",
     "format_event_display",
+    "handler_from_object",
     "handler_spec_for_service",
+    "import_handler_target",
     "load_handler",
     "response_for_result",
 ]
 
 EVENT_DISPLAY_HANDLER: Final = "knray.serving.handlers:event_display"
+# Handlers defined in the main module (a script, a notebook) are shipped to replicas by value.
+MAIN_MODULE: Final = "__main__"
 _BUILTIN_IMAGES: Final = {
     "event-display": EVENT_DISPLAY_HANDLER,
     "event_display": EVENT_DISPLAY_HANDLER,
@@ -121,6 +126,15 @@ def load_handler(
     with ``instantiate=False`` only their ``__call__`` is checked (a cheap validation).
     Raises HandlerLoadError naming the Service and the annotation.
     """
+    target = import_handler_target(spec, service=service)
+    return handler_from_object(target, spec=spec, service=service, instantiate=instantiate)
+
+
+def import_handler_target(spec: str, *, service: str = "<unnamed>") -> Any:
+    """The function or class ``package.module:attr`` names, imported but not checked.
+
+    ``__main__:attr`` is this process's main module: a script or a notebook's kernel.
+    """
     if not _SPEC.fullmatch(spec):
         raise _error(service, spec, "expected 'package.module:attribute'")
     module_name, _, attribute = spec.partition(":")
@@ -142,6 +156,18 @@ def load_handler(
             raise _error(
                 service, spec, f"module {module_name!r} has no attribute {attribute!r}"
             ) from None
+    return target
+
+
+def handler_from_object(
+    target: Any, *, spec: str | None = None, service: str = "<unnamed>", instantiate: bool = True
+) -> LoadedHandler:
+    """Check a handler function or class given as an object (e.g. shipped to a replica by
+    value) and load it as :func:`load_handler` does; ``spec`` names it in messages."""
+    if spec is None:
+        name = getattr(target, "__qualname__", type(target).__name__)
+        spec = f"{getattr(target, '__module__', '?')}:{name}"
+    attribute = spec.partition(":")[2]
     batch: BatchOptions | None = getattr(target, _BATCH_ATTRIBUTE, None)
     if inspect.isclass(target):
         try:

@@ -12,7 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from knray.broker.outcome import PackedResponses, SubscriberResponse, pack_responses
 from knray.events import CloudEvent
 from knray.events.packed import PackedEvents, unpack_events
-from knray.serving.handlers import LoadedHandler, load_handler, response_for_result, split_results
+from knray.serving.handlers import (
+    LoadedHandler,
+    handler_from_object,
+    load_handler,
+    response_for_result,
+    split_results,
+)
 from knray.serving.policy import EVENTS_IN_FLIGHT
 
 __all__ = ["DEFAULT_SYNC_THREADS", "ServiceReplica"]
@@ -28,14 +34,15 @@ def _failure(error: BaseException) -> SubscriberResponse:
 class ServiceReplica:
     """One replica of a Knative Service: ``handle(events)`` returns one response per event.
 
-    ``container_concurrency`` (0: unbounded) caps events processed at once; the others wait
-    here and still count as in flight.
+    ``handler`` is a ``package.module:attr`` spec, or the handler function or class itself
+    (one defined in a notebook, shipped by value). ``container_concurrency`` (0: unbounded)
+    caps events processed at once; the others wait here and still count as in flight.
     """
 
     def __init__(
         self,
         service: str,
-        handler: str,
+        handler: str | object,
         container_concurrency: int = 0,
         search_path: Sequence[str] = (),
     ) -> None:
@@ -43,7 +50,11 @@ class ServiceReplica:
             if entry not in sys.path:
                 sys.path.insert(0, entry)
         self._service = service
-        self._handler: LoadedHandler = load_handler(handler, service=service)
+        self._handler: LoadedHandler = (
+            load_handler(handler, service=service)
+            if isinstance(handler, str)
+            else handler_from_object(handler, service=service)
+        )
         self._concurrency = container_concurrency
         self._limit = (
             asyncio.Semaphore(container_concurrency) if container_concurrency > 0 else None
@@ -65,6 +76,7 @@ class ServiceReplica:
         )
         self._batch_queue = None
         self._batch_workers: list[asyncio.Task[None]] = []
+        self._batch_loop_owner: asyncio.AbstractEventLoop | None = None
 
     # --- events in flight ---------------------------------------------------------------
     def _add(self, delta: int) -> None:
@@ -149,7 +161,11 @@ class ServiceReplica:
                 busy[0] += time.monotonic() - started
 
     async def _enqueue(self, event: CloudEvent) -> SubscriberResponse:
-        if self._batch_queue is None:
+        loop = asyncio.get_running_loop()
+        if self._batch_queue is None or self._batch_loop_owner is not loop:
+            # A replica lives on one loop in Serve; in-process use (knray.testing) may call it
+            # from a new loop each time, where the old queue and workers no longer run.
+            self._batch_loop_owner = loop
             self._batch_queue = asyncio.Queue()
             workers = 1
             batch = self._handler.batch
@@ -158,7 +174,7 @@ class ServiceReplica:
             self._batch_workers = [
                 asyncio.create_task(self._batch_loop(self._batch_queue)) for _ in range(workers)
             ]
-        future: asyncio.Future[SubscriberResponse] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[SubscriberResponse] = loop.create_future()
         await self._batch_queue.put((event, future))
         return await future
 

@@ -541,3 +541,31 @@ async def test_a_reply_the_reply_sink_refuses_keeps_its_cause_unfinished() -> No
     [outcome] = await d.deliver([make_event("1")])
     assert outcome.status is DeliveryStatus.FAILED
     assert "reply r" in (outcome.error or "")
+
+
+async def test_recent_deliveries_keep_the_final_results_and_stay_bounded() -> None:
+    def respond(event: CloudEvent, attempt: int, timeout: float | None) -> SubscriberResponse:
+        if event["id"] == "bad":
+            return SubscriberResponse(500)
+        if event["id"] == "ok":
+            return SubscriberResponse(200, reply=make_event("ok-reply"))
+        return SubscriberResponse(200)
+
+    sub = FakeSubscriber(respond)
+    other = route("Trigger/default/other", filter_=ExactFilter("type", "nothing"))
+    d = dispatcher(
+        route("Trigger/default/t", sub, dead_letter=FakeSubscriber(), retry=1),
+        other,
+        recent_limit=3,
+    )
+    await d.deliver([make_event("ok"), make_event("bad")])
+    rows = d.recent("Trigger/default/t")
+    by_id = {row["id"]: row for row in rows if row["id"] in {"ok", "bad"}}
+    assert by_id["ok"]["status"] == "delivered"
+    assert by_id["ok"]["reply_type"] == make_event("x")["type"]
+    assert by_id["bad"]["status"] == "dead_lettered"
+    assert "HTTP 500" in by_id["bad"]["error"]
+    assert d.recent("Trigger/default/other") == []
+    await d.deliver([make_event(str(i)) for i in range(10)])
+    assert [row["id"] for row in d.recent("Trigger/default/t")] == ["7", "8", "9"]
+    assert len(d.recent(limit=2)) == 2

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
+from knray.errors import ManifestError
 from knray.manifests import parse_manifests
 from knray.manifests.service import KnativeService
 from knray.serving import app_name, autoscaling_config, kpa_params
-from knray.serving.deployment import num_cpus
+from knray.serving.deployment import num_cpus, num_gpus, ray_actor_options
 
 
 def _service(annotations: str = "", resources: str = "", concurrency: str = "") -> KnativeService:
@@ -66,3 +69,29 @@ def test_kpa_params_carry_knative_meaning() -> None:
 def test_container_concurrency_caps_the_target() -> None:
     service = _service(concurrency="containerConcurrency: 4")
     assert kpa_params(service.autoscaling).target_per_replica == 4 * 0.7
+
+
+def test_gpus_from_the_annotation_or_the_gpu_limit() -> None:
+    assert ray_actor_options(_service()) == {"num_cpus": 0.1}
+    by_limit = _service(resources='resources: {limits: {"nvidia.com/gpu": "1"}}')
+    assert num_gpus(by_limit) == 1.0
+    assert ray_actor_options(by_limit) == {"num_cpus": 0.1, "num_gpus": 1.0}
+    amd = _service(resources='resources: {requests: {"amd.com/gpu": 2}}')
+    assert num_gpus(amd) == 2.0
+    # The annotation gives a share of a GPU and wins over the limit.
+    shared = _service(
+        '"knray.dev/num-gpus": "0.25"', resources='resources: {limits: {"nvidia.com/gpu": "1"}}'
+    )
+    assert ray_actor_options(shared) == {"num_cpus": 0.1, "num_gpus": 0.25}
+    assert num_gpus(_service('"knray.dev/num-gpus": "0"')) == 0.0
+
+
+def test_bad_gpu_quantities_are_rejected_with_their_path() -> None:
+    with pytest.raises(ManifestError) as bad_annotation:
+        _service('"knray.dev/num-gpus": "-1"')
+    assert "spec.template.metadata.annotations[knray.dev/num-gpus]" in str(bad_annotation.value)
+    with pytest.raises(ManifestError) as bad_limit:
+        _service(resources='resources: {limits: {"nvidia.com/gpu": "500m"}}')
+    message = str(bad_limit.value)
+    assert "spec.template.spec.containers[0].resources.limits" in message
+    assert "whole number of GPUs" in message

@@ -17,7 +17,13 @@ from knray.serving import (
     handler_spec_for_service,
     load_handler,
 )
-from knray.serving.handlers import EVENT_DISPLAY_HANDLER, response_for_result, split_results
+from knray.serving.handlers import (
+    EVENT_DISPLAY_HANDLER,
+    handler_from_object,
+    import_handler_target,
+    response_for_result,
+    split_results,
+)
 
 HERE = __name__
 
@@ -216,3 +222,20 @@ def test_batch_handler_rejects_bad_options() -> None:
     with pytest.raises(ValueError, match="max_batch_size"):
         batch_handler(max_batch_size=0)
     assert asyncio.iscoroutinefunction(async_handler)
+
+
+def test_handler_objects_load_like_specs() -> None:
+    assert import_handler_target(f"{HERE}:Model") is Model
+    function = handler_from_object(sync_handler)
+    assert function.spec == f"{HERE}:sync_handler"
+    assert function.function is sync_handler
+    batch = handler_from_object(batched)
+    assert batch.batch is not None
+    assert batch.batch.max_batch_size == 4
+    instance = handler_from_object(Model, service="default/m")
+    assert isinstance(instance.function, Model)
+    assert instance.is_async
+    with pytest.raises(HandlerLoadError, match="wrong signature"):
+        handler_from_object(two_args, service="default/m")
+    with pytest.raises(HandlerLoadError, match="not a function or class"):
+        handler_from_object(NOT_CALLABLE, spec=f"{HERE}:NOT_CALLABLE")

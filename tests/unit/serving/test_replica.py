@@ -84,3 +84,36 @@ async def test_events_in_flight_are_reported() -> None:
     assert replica.events_in_flight == 5  # one running, four waiting in the replica
     assert replica.record_autoscaling_stats()["events_in_flight"] == 5.0
     call.cancel()
+
+
+_batch_sizes: list[int] = []
+
+
+@batch_handler(max_batch_size=4, batch_wait_timeout_s=0.2)
+def sized(events: list[CloudEvent]) -> list[object]:
+    _batch_sizes.append(len(events))
+    return [None] * len(events)
+
+
+async def test_batches_respect_max_size_and_wait_for_stragglers() -> None:
+    _batch_sizes.clear()
+    replica = ServiceReplica("default/x", sized)  # the handler object itself, as shipped
+    responses = await replica.handle([_event(i) for i in range(10)])
+    assert [r.code for r in responses] == [200] * 10
+    assert _batch_sizes == [4, 4, 2]
+    # Events arriving apart within batch_wait_timeout_s share one batch.
+    _batch_sizes.clear()
+
+    async def later(index: int) -> list[object]:
+        await asyncio.sleep(0.05 * index)
+        return list(await replica.handle([_event(index)]))
+
+    await asyncio.gather(*(later(i) for i in range(3)))
+    assert _batch_sizes == [3]
+
+
+def test_a_replica_can_be_used_from_successive_event_loops() -> None:
+    replica = ServiceReplica("default/x", f"{HERE}:batched")
+    for _ in range(2):
+        responses = asyncio.run(replica.handle([_event(1), _event(2, "boom")]))
+        assert [r.code for r in responses] == [200, 500]
