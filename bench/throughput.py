@@ -192,6 +192,13 @@ def knray_consume(
                 assert started is not None
                 elapsed = time.perf_counter() - started
                 meter.stop()
+                broker = ray.get_actor(f"broker:{namespace}/bench:0", namespace="knray")
+                totals = ray.get(broker.stats.remote())["totals"]
+                print(
+                    f"  {totals['received'] / max(totals['batches'], 1):.0f} events per batch "
+                    "entering the broker",
+                    flush=True,
+                )
                 return elapsed
             time.sleep(0.1)
         raise TimeoutError(f"knray did not finish {count} events: {stats}")

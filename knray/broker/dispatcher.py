@@ -197,6 +197,7 @@ class Dispatcher:
         set, TTL decremented and checked), so they are not stamped again.
         """
         self._stats.add("received", len(events))
+        self._stats.add("batches")
         outcomes: list[Outcome | None] = [None] * len(events)
         now = self._clock()
         # (the event it came from, the subscribers' view of it, its TTL in the broker)

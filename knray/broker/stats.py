@@ -21,9 +21,10 @@ ROUTE_COUNTERS: Final = (
     "failed",
     "replies",
 )
-# received: events entering from a source; reply_events: replies re-entering the broker;
+# received: events entering from a source; batches: the calls that brought them (received /
+# batches is the batch size the sources achieve); reply_events: replies re-entering the broker;
 # filtered: events no route matched; ttl_dropped: events or replies dropped with TTL exhausted.
-BROKER_COUNTERS: Final = ("received", "reply_events", "filtered", "ttl_dropped")
+BROKER_COUNTERS: Final = ("received", "batches", "reply_events", "filtered", "ttl_dropped")
 
 
 class DispatchStats:
