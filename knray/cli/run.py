@@ -74,8 +74,15 @@ def use_loopback_ray() -> None:
     os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
 
 
+def _in_ray_job() -> bool:
+    # Ray's job supervisor sets this in the entrypoint's environment (knray.runtime.in_ray_job
+    # says the same, but importing it would import Ray before use_loopback_ray() could act).
+    return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+
+
 def _run(args: argparse.Namespace) -> int:
-    if not args.address:
+    in_job = _in_ray_job()
+    if not args.address and not in_job:
         use_loopback_ray()
     from knray.runtime import Runtime, connect  # noqa: PLC0415 - Ray loads only for run
 
@@ -91,7 +98,12 @@ def _run(args: argparse.Namespace) -> int:
         for problem in error.problems:
             console.print(f"[red]error[/]: {problem}", highlight=False)
         return 1
-    console.print("starting Ray" if not args.address else f"connecting to Ray at {args.address}")
+    if in_job:
+        console.print("inside a Ray job: attaching to the job's cluster")
+    else:
+        console.print(
+            "starting Ray" if not args.address else f"connecting to Ray at {args.address}"
+        )
     connect(args.address)
     stop = _StopFlag()
     stop.install()

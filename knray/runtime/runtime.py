@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import ray
 from ray import serve
@@ -24,11 +24,20 @@ from knray.runtime.plan import Plan, ServicePlan, SourcePlan, build_plan
 from knray.serving import delete_service, deploy_service
 from knray.serving.deployment import app_name
 
-__all__ = ["Runtime", "connect"]
+__all__ = ["JOB_CONFIG_ENV", "Runtime", "connect", "in_ray_job"]
 
 _log = logging.getLogger(__name__)
 _STOP_TIMEOUT_S = 60.0
 _PING_TIMEOUT_S = 10.0
+
+
+# Set by Ray's job supervisor in the entrypoint's environment, and only there.
+JOB_CONFIG_ENV: Final = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def in_ray_job() -> bool:
+    """True when this process is the entrypoint of a Ray job (``ray job submit``)."""
+    return JOB_CONFIG_ENV in os.environ
 
 
 def connect(
@@ -37,9 +46,17 @@ def connect(
     """Connect to the Ray cluster at ``address``, or start a local one when None.
 
     With an address, the working directory is shipped to the workers (Ray ``runtime_env``
-    ``working_dir``) so handler modules import there as they do here.
+    ``working_dir``) so handler modules import there as they do here. Inside a Ray job the
+    driver attaches to the job's cluster (``RAY_ADDRESS``) and ships nothing: the job's own
+    ``runtime_env`` already carries the working directory to every worker. Outside a job,
+    no address means a new local Ray, whatever ``RAY_ADDRESS`` says.
     """
     if ray.is_initialized():
+        return
+    if in_ray_job():
+        # The supervisor sets RAY_ADDRESS to the cluster's GCS address; an explicit address
+        # wins. Passing a working_dir here would conflict with the job's runtime_env.
+        ray.init(address=address or "auto", namespace=RAY_NAMESPACE, log_to_driver=log_to_driver)
         return
     cwd = working_dir or os.getcwd()
     if address:
@@ -55,6 +72,8 @@ def connect(
         )
     else:
         ray.init(
+            # "local": RAY_ADDRESS (often the dashboard URL, exported for `ray job`) is ignored.
+            address="local",
             namespace=RAY_NAMESPACE,
             include_dashboard=False,
             log_to_driver=log_to_driver,
