@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from knray.cli.demo import add_demo_command
+from knray.cli.kuberay import add_kuberay_command
 from knray.cli.run import add_run_command
 from knray.errors import FieldProblem, ManifestError
 from knray.filters import compile_trigger
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_validate)
     add_run_command(commands)
     add_demo_command(commands)
+    add_kuberay_command(commands)
     return parser
 
 
