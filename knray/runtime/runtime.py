@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import ray
@@ -99,18 +99,28 @@ class Runtime:
         dispatchers_per_broker: int = 2,
         bootstrap_servers: str | None = None,
         consumer_options: dict[str, Any] | None = None,
+        services_application: str | None = None,
     ) -> None:
+        """``services_application``: the Serve application that already hosts the Services'
+        deployments (``knray.runtime.app``); the Runtime then runs brokers and sources only,
+        and leaves deploying and deleting the Services to Serve."""
         if dispatchers_per_broker < 1:
             raise ValueError("dispatchers_per_broker must be at least 1")
         self.dispatchers_per_broker = dispatchers_per_broker
         self.bootstrap_servers = bootstrap_servers
         self.consumer_options = consumer_options or {}
+        self.services_application = services_application
         self._running = _Running()
 
     # --- apply ---------------------------------------------------------------------------
     def apply(self, resources: Sequence[Resource]) -> Plan:
         """Make the cluster run ``resources``; returns the plan that now runs."""
         plan = build_plan(resources)
+        if self.services_application:
+            hosted = self.services_application
+            plan = replace(
+                plan, services=tuple(replace(s, application=hosted) for s in plan.services)
+            )
         unsupported = [s.source for s in plan.sources if not isinstance(s.source, KafkaSource)]
         if unsupported:
             raise ManifestError(
@@ -130,6 +140,8 @@ class Runtime:
         return plan
 
     def _apply_services(self, old: Plan, new: Plan) -> None:
+        if self.services_application:
+            return  # the hosting Serve application deploys and deletes them
         if new.services and not old.services:
             # knray calls deployments through handles only: no HTTP proxy to feed (it costs a
             # process and CPU). A Serve instance already running keeps its own settings.
@@ -252,12 +264,14 @@ class Runtime:
             applications = {}
         for key, planned in self._running.services.items():
             name = app_name(planned.service)
-            application = applications.get(name)
+            application = applications.get(planned.application or name)
             replicas = 0
             state = "missing"
             if application is not None:
                 state = str(application.status)
-                for deployment in application.deployments.values():
+                for deployment_name, deployment in application.deployments.items():
+                    if deployment_name != name:
+                        continue
                     states: dict[Any, int] = dict(deployment.replica_states)
                     replicas += sum(n for s, n in states.items() if str(s).endswith("RUNNING"))
             target = planned.service.autoscaling
@@ -284,6 +298,8 @@ class Runtime:
                 ray.kill(handle)
         self._running.brokers.clear()
         for planned in self._running.services.values():
+            if planned.application:
+                continue  # its Serve application deletes it
             try:
                 delete_service(app_name(planned.service))
             except Exception:  # best effort on the way out
