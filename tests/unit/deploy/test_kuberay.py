@@ -124,7 +124,7 @@ def test_kuberay_file_is_what_a_fresh_render_writes(
 
 
 def test_crd_check_rejects_unknown_fields_and_wrong_types() -> None:
-    (document,) = [d for d in load_documents(REPO / "kuberay/live-chat-rayservice.yaml")]
+    (document,) = load_documents(REPO / "kuberay/live-chat-rayservice.yaml")
     broken = copy.deepcopy(document)
     broken["spec"]["bogus"] = True
     broken["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["maxReplicas"] = "many"
