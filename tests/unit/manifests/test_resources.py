@@ -34,7 +34,7 @@ def test_quantities_mean_what_kubernetes_says(text: str | int, value: float) -> 
 
 @pytest.mark.parametrize("text", ["", "lots", "1 Gi", "1gb", "-1", "Gi", True])
 def test_non_quantities_are_refused(text: str | bool) -> None:
-    with pytest.raises(ValueError, match="quantity|negative"):
+    with pytest.raises(ValueError, match=r"quantity|negative"):
         parse_quantity(text)
 
 
