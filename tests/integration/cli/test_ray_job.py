@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -89,6 +90,9 @@ spec:
 """
 
 
+_TOKEN = secrets.token_hex(32)
+
+
 def _free_ports(count: int) -> list[int]:
     sockets = []
     try:
@@ -109,9 +113,10 @@ def _ray_env() -> dict[str, str]:
     env.update(
         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
         RAY_ENABLE_AUTO_CONNECT="0",
-        # A head started while ~/.ray/auth_token exists turns token auth on; say so explicitly
-        # so the job CLI and the cluster agree whether or not the file exists yet.
+        # Token authentication, as a head started where ~/.ray/auth_token exists has it; the
+        # test's own token, so nothing depends on that file existing.
         RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=_TOKEN,
         # A node stopped by SIGTERM drains for 30 s by default; the test's head goes at once.
         RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
         PYTHONPATH=str(REPO),
@@ -287,6 +292,8 @@ async def test_ray_job_submit_runs_knray_and_ray_job_stop_drains_and_commits(
     assert "was stopped" in _job_status(ray_head, job)
     logs = _job_logs(ray_head, job)
     assert "stopping (SIGTERM): draining in-flight events" in logs, logs[-3000:]
+    # The driver saw the stop grace the job was submitted with (no warning about 3 s).
+    assert "kills this job" not in logs, logs[-3000:]
     # The driver drained and committed every record it read before it exited.
     assert await _committed(kafka_bootstrap, group, topic, partitions) == len(events), logs[-3000:]
     # It deleted its Serve application on the way out (Serve apps outlive a job otherwise).
