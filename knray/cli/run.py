@@ -91,7 +91,7 @@ def _warn_short_stop_wait(console: Console) -> None:
             f"[yellow]warning[/]: `ray job stop` kills this job {wait_s} s after SIGTERM, "
             "which may not be enough to drain in-flight events and commit their offsets; "
             f"submit with --runtime-env-json "
-            f"'{{\"env_vars\": {{\"{JOB_STOP_WAIT_ENV}\": \"60\"}}}}'",
+            f'\'{{"env_vars": {{"{JOB_STOP_WAIT_ENV}": "60"}}}}\'',
             highlight=False,
         )
 
