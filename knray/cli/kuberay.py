@@ -73,10 +73,16 @@ def _render(args: argparse.Namespace) -> int:
     problems: list[FieldProblem] = []
     for path in args.files:
         try:
-            resources.extend(parse_manifests(Path(path)).resources)
+            loaded = parse_manifests(Path(path))
         except ManifestError as error:
             problems.extend(error.problems)
-    problems.extend(p for p in check_references(resources) if not problems)
+            continue
+        resources.extend(loaded.resources)
+        for warning in loaded.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    if not problems:
+        # A warning for `knray validate`, an error here: knray runs only what is defined.
+        problems.extend(check_references(resources))
     if problems:
         return _fail(problems)
     options = RenderOptions(
