@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
+from knray.manifests.resources import replica_resources
 from knray.manifests.scaling import AutoscalingSpec
 from knray.manifests.service import KnativeService
 from knray.serving import kpa
@@ -27,6 +28,7 @@ __all__ = [
     "deploy_service",
     "kpa_params",
     "num_cpus",
+    "ray_actor_options",
 ]
 
 DEFAULT_NUM_CPUS: Final = 0.1
@@ -61,6 +63,19 @@ def num_cpus(service: KnativeService) -> float:
             if "cpu" in quantities:
                 return _cpu_quantity(quantities["cpu"])
     return DEFAULT_NUM_CPUS
+
+
+def ray_actor_options(service: KnativeService) -> dict[str, Any]:
+    """What each replica reserves in Ray: ``num_cpus``, and ``num_gpus`` and ``memory`` (bytes)
+    when the container asks for ``nvidia.com/gpu`` or memory, so that Ray's placement and
+    KubeRay's autoscaler (``knray kuberay render``) see the same replica."""
+    options: dict[str, Any] = {"num_cpus": num_cpus(service)}
+    resources = replica_resources(service)
+    if resources.gpus:
+        options["num_gpus"] = resources.gpus
+    if resources.memory_bytes:
+        options["memory"] = resources.memory_bytes
+    return options
 
 
 def kpa_params(spec: AutoscalingSpec) -> KpaParams:
@@ -148,7 +163,7 @@ def build_application(
         # metric push interval (the documented environment variables are not read).
         warnings.filterwarnings("ignore", ".*metrics_interval_s", DeprecationWarning)
         config = AutoscalingConfig(**autoscaling_config(spec), policy=_policy(kwargs))
-    actor_options: dict[str, Any] = {"num_cpus": num_cpus(service)}
+    actor_options = ray_actor_options(service)
     if runtime_env:
         actor_options["runtime_env"] = runtime_env
     if spec.container_concurrency > 0:

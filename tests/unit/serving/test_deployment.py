@@ -5,7 +5,7 @@ from __future__ import annotations
 from knray.manifests import parse_manifests
 from knray.manifests.service import KnativeService
 from knray.serving import app_name, autoscaling_config, kpa_params
-from knray.serving.deployment import num_cpus
+from knray.serving.deployment import num_cpus, ray_actor_options
 
 
 def _service(annotations: str = "", resources: str = "", concurrency: str = "") -> KnativeService:
@@ -31,6 +31,16 @@ def test_names_and_cpus() -> None:
     assert num_cpus(_service()) == 0.1
     assert num_cpus(_service(resources="resources: {requests: {cpu: 250m}}")) == 0.25
     assert num_cpus(_service(resources="resources: {limits: {cpu: '2'}}")) == 2.0
+
+
+def test_replicas_reserve_the_gpus_and_memory_the_container_asks_for() -> None:
+    assert ray_actor_options(_service()) == {"num_cpus": 0.1}
+    resources = "resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {nvidia.com/gpu: '1'}}"
+    assert ray_actor_options(_service(resources=resources)) == {
+        "num_cpus": 0.5,
+        "num_gpus": 1.0,
+        "memory": 2**30,
+    }
 
 
 def test_serve_fields_from_annotations() -> None:
