@@ -127,6 +127,7 @@ async def test_rendered_serve_config_hosts_the_system_and_drains_when_deleted(
         status = await ingress.status.remote()
         delivered = sum(route["delivered"] for route in status["triggers"].values())
         assert delivered == len(expected), status
+        assert status["services"][f"{ns}/recorder"]["replicas"] == 1, status
     finally:
         # Deleting the application stops the ingress replica: it drains and commits.
         await asyncio.to_thread(serve.delete, name)
