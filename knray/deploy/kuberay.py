@@ -52,6 +52,8 @@ _SECRET_ENV_PREFIX: Final = "KNRAY_SECRET_"
 _NOT_ALNUM: Final = re.compile(r"[^A-Z0-9]")
 _DNS_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _CONFIG_KEY: Final = re.compile(r"[-._a-zA-Z0-9]+")
+# Kubernetes' limit on a ConfigMap's data (and near etcd's limit on any object).
+_MAX_CONFIG_MAP_BYTES: Final = 1024 * 1024
 # A RayCluster's name becomes part of its pods' and Services' names; KubeRay's limit.
 _MAX_NAME_LENGTH: Final = 47
 
@@ -101,14 +103,13 @@ def kafka_secret_env(resources: Sequence[Resource]) -> list[dict[str, Any]]:
         if not isinstance(resource, KafkaSource):
             continue
         net = resource.spec.net
-        values: list[SecretValueFromSource | None] = [
-            net.sasl.user,
-            net.sasl.password,
-            net.sasl.type,
-            net.tls.ca_cert,
-            net.tls.cert,
-            net.tls.key,
-        ]
+        # Knative reads the SASL and TLS references only when that part is enabled; a pod
+        # must not wait for a Secret that nothing reads.
+        values: list[SecretValueFromSource | None] = []
+        if net.sasl.enable:
+            values += [net.sasl.user, net.sasl.password, net.sasl.type]
+        if net.tls.enable:
+            values += [net.tls.ca_cert, net.tls.cert, net.tls.key]
         for value in values:
             if value is None or value.secret_key_ref is None:
                 continue
@@ -321,6 +322,11 @@ def _serve_config(files: Sequence[ManifestFile], options: RenderOptions) -> str:
 
 def _check_files(files: Sequence[ManifestFile]) -> list[FieldProblem]:
     problems = []
+    size = sum(len(file.key.encode()) + len(file.text.encode()) for file in files)
+    if size > _MAX_CONFIG_MAP_BYTES:
+        problems.append(
+            FieldProblem("", f"the manifests take {size} bytes; a ConfigMap holds at most 1 MiB")
+        )
     seen: set[str] = set()
     for file in files:
         if not _CONFIG_KEY.fullmatch(file.key):

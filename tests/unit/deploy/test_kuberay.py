@@ -166,6 +166,20 @@ def test_kafka_credentials_are_secret_references_never_values(kind: RenderKind) 
     assert not any(d["kind"] == "Secret" for d in documents)
 
 
+def test_disabled_sasl_and_tls_reference_no_secret() -> None:
+    text = SASL_SOURCE.replace("enable: true", "enable: false")
+    cluster = _render(text, RenderKind.RAYCLUSTER)[-1]
+    for _, template in pod_templates(cluster):
+        assert "env" not in template["spec"]["containers"][0]
+
+
+def test_manifests_larger_than_a_configmap_are_refused() -> None:
+    resources = parse_manifests(SASL_SOURCE).resources
+    big = ManifestFile("app.yaml", SASL_SOURCE + "#" * 1024 * 1024)
+    with pytest.raises(ManifestError, match="at most 1 MiB"):
+        render(resources, [big], RenderOptions(kind=RenderKind.RAYJOB, name="shop"))
+
+
 def test_worker_group_is_sized_from_min_and_max_scale_and_replica_resources() -> None:
     (config_map, job) = _render(SASL_SOURCE, RenderKind.RAYJOB, worker_cpu="2", worker_memory="4Gi")
     cluster = job["spec"]["rayClusterSpec"]
