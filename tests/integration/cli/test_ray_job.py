@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -183,6 +184,7 @@ def ray_head() -> Iterator[Head]:
         yield head
     finally:
         _stop_process_group(process)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _wait_for_dashboard(head: Head) -> None:
