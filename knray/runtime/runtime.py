@@ -22,7 +22,7 @@ from knray.runtime.actors import BrokerActor, KafkaSourceActor
 from knray.runtime.names import RAY_NAMESPACE, broker_actor_name, source_actor_name
 from knray.runtime.plan import Plan, ServicePlan, SourcePlan, build_plan
 from knray.serving import delete_service, deploy_service
-from knray.serving.deployment import app_name
+from knray.serving.deployment import app_name, delete_services
 
 __all__ = ["JOB_CONFIG_ENV", "Runtime", "connect", "in_ray_job"]
 
@@ -297,13 +297,13 @@ class Runtime:
             for handle in handles:
                 ray.kill(handle)
         self._running.brokers.clear()
-        for planned in self._running.services.values():
-            if planned.application:
-                continue  # its Serve application deletes it
-            try:
-                delete_service(app_name(planned.service))
-            except Exception:  # best effort on the way out
-                _log.exception("could not delete Service %s", planned.key)
+        # A hosted Service (``planned.application``) goes with the application hosting it.
+        names = [app_name(p.service) for p in self._running.services.values() if not p.application]
+        try:
+            for name in delete_services(names, timeout_s=_STOP_TIMEOUT_S):
+                _log.error("Serve application %s was not deleted in time", name)
+        except Exception:  # best effort on the way out
+            _log.exception("could not delete the Services' Serve applications")
         self._running = _Running()
         return final
 

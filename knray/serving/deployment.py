@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
@@ -25,6 +26,7 @@ __all__ = [
     "autoscaling_config",
     "build_application",
     "delete_service",
+    "delete_services",
     "deploy_service",
     "kpa_params",
     "num_cpus",
@@ -40,6 +42,7 @@ DEFAULT_MAX_ONGOING_REQUESTS: Final = 1000
 POLICY_FUNCTION: Final = "knray.serving.policy:KnativeAutoscalingPolicy"
 METRICS_INTERVAL_S: Final = 1.0
 LOOK_BACK_PERIOD_S: Final = 2.0
+_DELETE_POLL_S: Final = 0.2
 
 
 def app_name(service: KnativeService) -> str:
@@ -209,3 +212,25 @@ def delete_service(service: KnativeService | str) -> None:
 
     name = service if isinstance(service, str) else app_name(service)
     serve.delete(name, _blocking=True)
+
+
+def delete_services(names: Sequence[str], *, timeout_s: float = 60.0) -> list[str]:
+    """Delete Serve applications all at once; return those still present after ``timeout_s``.
+
+    The deletions are requested before any is awaited: Serve's controller carries them out
+    even if this process is killed meanwhile (``ray job stop`` SIGKILLs after a grace), and
+    applications go down together rather than one after another.
+    """
+    from ray import serve  # noqa: PLC0415
+
+    for name in names:
+        serve.delete(name, _blocking=False)
+    deadline = time.monotonic() + timeout_s
+    remaining = list(names)
+    while remaining:
+        present = serve.status().applications
+        remaining = [name for name in remaining if name in present]
+        if not remaining or time.monotonic() > deadline:
+            break
+        time.sleep(_DELETE_POLL_S)
+    return remaining
