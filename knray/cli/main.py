@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from knray.cli.demo import add_demo_command
+from knray.cli.kuberay import add_kuberay_command
 from knray.cli.run import add_run_command
 from knray.cli.send import add_send_command
 from knray.cli.status import add_status_command
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_command(commands)
     add_send_command(commands)
     add_status_command(commands)
+    add_kuberay_command(commands)
     return parser
 
 

@@ -77,8 +77,37 @@ def use_loopback_ray() -> None:
     os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
 
 
+# `ray job stop` sends SIGTERM, then SIGKILL this many seconds later (Ray's default is 3).
+JOB_STOP_WAIT_ENV = "RAY_JOB_STOP_WAIT_TIME_S"
+RECOMMENDED_JOB_STOP_WAIT_S = 30
+
+
+def _warn_short_stop_wait(console: Console) -> None:
+    # The supervisor's environment (the job's runtime_env env_vars, or the cluster's) is the
+    # entrypoint's too, so the value that rules `ray job stop` is visible here.
+    try:
+        wait_s = int(os.environ.get(JOB_STOP_WAIT_ENV, "3"))
+    except ValueError:
+        return
+    if wait_s < RECOMMENDED_JOB_STOP_WAIT_S:
+        console.print(
+            f"[yellow]warning[/]: `ray job stop` kills this job {wait_s} s after SIGTERM, "
+            "which may not be enough to drain in-flight events and commit their offsets; "
+            f"submit with --runtime-env-json "
+            f'\'{{"env_vars": {{"{JOB_STOP_WAIT_ENV}": "60"}}}}\'',
+            highlight=False,
+        )
+
+
+def _in_ray_job() -> bool:
+    # Ray's job supervisor sets this in the entrypoint's environment (knray.runtime.in_ray_job
+    # says the same, but importing it would import Ray before use_loopback_ray() could act).
+    return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+
+
 def _run(args: argparse.Namespace) -> int:
-    if not args.address:
+    in_job = _in_ray_job()
+    if not args.address and not in_job:
         use_loopback_ray()
     from knray.runtime import Runtime, connect  # noqa: PLC0415 - Ray loads only for run
 
@@ -97,7 +126,13 @@ def _run(args: argparse.Namespace) -> int:
         for problem in error.problems:
             console.print(f"[red]error[/]: {problem}", highlight=False)
         return 1
-    console.print("starting Ray" if not args.address else f"connecting to Ray at {args.address}")
+    if in_job:
+        console.print("inside a Ray job: attaching to the job's cluster")
+        _warn_short_stop_wait(console)
+    else:
+        console.print(
+            "starting Ray" if not args.address else f"connecting to Ray at {args.address}"
+        )
     connect(args.address)
     stop = _StopFlag()
     stop.install()

@@ -95,7 +95,15 @@ def _documents(source: str | Path) -> Iterable[tuple[str, str]]:
     ):
         path = Path(source)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix in _YAML_SUFFIXES and p.is_file())
+            # Hidden entries are skipped: a mounted Kubernetes ConfigMap holds each file twice,
+            # once under its timestamped `..<date>` folder and once as a symlink beside it.
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix in _YAML_SUFFIXES
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
             if not files:
                 raise ManifestError([FieldProblem("", f"no .yaml or .yml files in {path}")])
             for file in files:

@@ -89,9 +89,14 @@ class BrokerPlan:
 
 @dataclass(frozen=True)
 class ServicePlan:
-    """A Knative Service to run as a Serve deployment."""
+    """A Knative Service to run as a Serve deployment.
+
+    ``application`` names the Serve application hosting the deployment when it is part of a
+    larger one (``knray.runtime.app``); empty when the Service is an application of its own.
+    """
 
     service: KnativeService
+    application: str = ""
 
     @property
     def key(self) -> str:

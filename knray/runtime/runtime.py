@@ -11,8 +11,8 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
 
 import ray
 from ray import serve
@@ -37,13 +37,22 @@ from knray.runtime.names import (
 )
 from knray.runtime.plan import Plan, ServicePlan, SourcePlan, build_plan
 from knray.serving import delete_service, deploy_service
-from knray.serving.deployment import app_name
+from knray.serving.deployment import app_name, delete_services
 
-__all__ = ["Runtime", "connect", "disconnect"]
+__all__ = ["JOB_CONFIG_ENV", "Runtime", "connect", "disconnect", "in_ray_job"]
 
 _log = logging.getLogger(__name__)
 _STOP_TIMEOUT_S = 60.0
 _PING_TIMEOUT_S = 10.0
+
+
+# Set by Ray's job supervisor in the entrypoint's environment, and only there.
+JOB_CONFIG_ENV: Final = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def in_ray_job() -> bool:
+    """True when this process is the entrypoint of a Ray job (``ray job submit``)."""
+    return JOB_CONFIG_ENV in os.environ
 
 
 def connect(
@@ -52,11 +61,19 @@ def connect(
     """Connect to the Ray cluster at ``address``, or start a local one when None.
 
     With an address, the working directory is shipped to the workers (Ray ``runtime_env``
-    ``working_dir``) so handler modules import there as they do here. Returns False when
+    ``working_dir``) so handler modules import there as they do here. Inside a Ray job the
+    driver attaches to the job's cluster (``RAY_ADDRESS``) and ships nothing: the job's own
+    ``runtime_env`` already carries the working directory to every worker. Outside a job,
+    no address means a new local Ray, whatever ``RAY_ADDRESS`` says. Returns False when
     this process was connected already (nothing done), True otherwise.
     """
     if ray.is_initialized():
         return False
+    if in_ray_job():
+        # The supervisor sets RAY_ADDRESS to the cluster's GCS address; an explicit address
+        # wins. Passing a working_dir here would conflict with the job's runtime_env.
+        ray.init(address=address or "auto", namespace=RAY_NAMESPACE, log_to_driver=log_to_driver)
+        return True
     cwd = working_dir or os.getcwd()
     if address:
         runtime_env = {
@@ -71,6 +88,8 @@ def connect(
         )
     else:
         ray.init(
+            # "local": RAY_ADDRESS (often the dashboard URL, exported for `ray job`) is ignored.
+            address="local",
             namespace=RAY_NAMESPACE,
             include_dashboard=False,
             log_to_driver=log_to_driver,
@@ -114,7 +133,11 @@ class Runtime:
         http_port: int | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         ingress_queue_capacity: int = DEFAULT_QUEUE_CAPACITY,
+        services_application: str | None = None,
     ) -> None:
+        """``services_application``: the Serve application that already hosts the Services'
+        deployments (``knray.runtime.app``); the Runtime then runs brokers and sources only,
+        and leaves deploying and deleting the Services to Serve."""
         if dispatchers_per_broker < 1:
             raise ValueError("dispatchers_per_broker must be at least 1")
         self.dispatchers_per_broker = dispatchers_per_broker
@@ -125,6 +148,7 @@ class Runtime:
         self.max_body_bytes = max_body_bytes
         self.ingress_queue_capacity = ingress_queue_capacity
         self.ingress_addresses: dict[str, str] = {}
+        self.services_application = services_application
         self._running = _Running()
         self._kafka_configs: dict[str, KafkaBrokerConfig] = {}
         self._kafka_triggers = KafkaTriggers(dispatchers_per_broker, self.consumer_options)
@@ -134,6 +158,11 @@ class Runtime:
     def apply(self, resources: Sequence[Resource]) -> Plan:
         """Make the cluster run ``resources``; returns the plan that now runs."""
         plan = build_plan(resources)
+        if self.services_application:
+            hosted = self.services_application
+            plan = replace(
+                plan, services=tuple(replace(s, application=hosted) for s in plan.services)
+            )
         unsupported = [s.source for s in plan.sources if not isinstance(s.source, KafkaSource)]
         if unsupported:
             raise ManifestError(
@@ -189,6 +218,8 @@ class Runtime:
         self.ingress_addresses = ray.get(self._ingress.set_brokers.remote(classes))
 
     def _apply_services(self, old: Plan, new: Plan) -> None:
+        if self.services_application:
+            return  # the hosting Serve application deploys and deletes them
         if new.services and not old.services:
             # knray calls deployments through handles only: no HTTP proxy to feed (it costs a
             # process and CPU). A Serve instance already running keeps its own settings.
@@ -393,12 +424,14 @@ class Runtime:
             applications = {}
         for key, planned in self._running.services.items():
             name = app_name(planned.service)
-            application = applications.get(name)
+            application = applications.get(planned.application or name)
             replicas = 0
             state = "missing"
             if application is not None:
                 state = str(application.status)
-                for deployment in application.deployments.values():
+                for deployment_name, deployment in application.deployments.items():
+                    if deployment_name != name:
+                        continue
                     states: dict[Any, int] = dict(deployment.replica_states)
                     replicas += sum(n for s, n in states.items() if str(s).endswith("RUNNING"))
             target = planned.service.autoscaling
@@ -438,11 +471,13 @@ class Runtime:
             self._ingress = None
             self.ingress_addresses = {}
         self._kafka_configs = {}
-        for planned in self._running.services.values():
-            try:
-                delete_service(app_name(planned.service))
-            except Exception:  # best effort on the way out
-                _log.exception("could not delete Service %s", planned.key)
+        # A hosted Service (``planned.application``) goes with the application hosting it.
+        names = [app_name(p.service) for p in self._running.services.values() if not p.application]
+        try:
+            for name in delete_services(names, timeout_s=_STOP_TIMEOUT_S):
+                _log.error("Serve application %s was not deleted in time", name)
+        except Exception:  # best effort on the way out
+            _log.exception("could not delete the Services' Serve applications")
         self._running = _Running()
         return final
 

@@ -39,5 +39,8 @@ def subscriber_for(
     if target.kind is TargetKind.SERVICE:
         # Each of the broker's dispatcher actors sends to the Service: split its
         # containerConcurrency budget between them.
-        return ServeSubscriber.for_service(services[target.key].service, senders=pool_size)
+        planned = services[target.key]
+        return ServeSubscriber.for_service(
+            planned.service, senders=pool_size, application=planned.application or None
+        )
     return BrokerSubscriber(target.key, broker_pool(target.key, pool_size))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
-from knray.manifests.annotations import NUM_GPUS_ANNOTATION
+from knray.manifests.resources import replica_resources
 from knray.manifests.scaling import AutoscalingSpec
-from knray.manifests.service import GPU_RESOURCES, KnativeService
+from knray.manifests.service import KnativeService
 from knray.serving import kpa
 from knray.serving.handlers import (
     MAIN_MODULE,
@@ -30,6 +31,7 @@ __all__ = [
     "autoscaling_config",
     "build_application",
     "delete_service",
+    "delete_services",
     "deploy_service",
     "kpa_params",
     "num_cpus",
@@ -46,6 +48,7 @@ DEFAULT_MAX_ONGOING_REQUESTS: Final = 1000
 POLICY_FUNCTION: Final = "knray.serving.policy:KnativeAutoscalingPolicy"
 METRICS_INTERVAL_S: Final = 1.0
 LOOK_BACK_PERIOD_S: Final = 2.0
+_DELETE_POLL_S: Final = 0.2
 
 
 def app_name(service: KnativeService) -> str:
@@ -74,30 +77,20 @@ def num_cpus(service: KnativeService) -> float:
 def num_gpus(service: KnativeService) -> float:
     """GPUs per replica: the ``knray.dev/num-gpus`` annotation (revision template first, then
     the Service; fractions share a GPU), else the container's ``nvidia.com/gpu`` (or
-    ``amd.com/gpu``) limit, else request; 0 when none is set."""
-    for found in (service.spec.template.metadata.annotations, service.annotations):
-        value = found.get(NUM_GPUS_ANNOTATION)
-        if value is not None:
-            return float(value)
-    containers = service.spec.template.spec.containers
-    if containers:
-        resources = containers[0].resources
-        # Kubernetes: an extended resource's request, when given, equals its limit.
-        for quantities in (resources.limits, resources.requests):
-            for name in GPU_RESOURCES:
-                if name in quantities:
-                    return float(quantities[name])
-    return 0.0
+    ``amd.com/gpu``) request, else limit; 0 when none is set."""
+    return replica_resources(service).gpus
 
 
 def ray_actor_options(service: KnativeService) -> dict[str, Any]:
-    """The ``ray_actor_options`` of a Service's replicas: CPUs, and GPUs when it asks for any."""
+    """What each replica reserves in Ray: ``num_cpus``, and ``num_gpus`` and ``memory`` (bytes)
+    when the container asks for ``nvidia.com/gpu`` or memory, so that Ray's placement and
+    KubeRay's autoscaler (``knray kuberay render``) see the same replica."""
     options: dict[str, Any] = {"num_cpus": num_cpus(service)}
-    gpus = num_gpus(service)
-    if gpus > 0:
-        # Ray places the replica on a node with a free GPU (or share of one) and sets
-        # CUDA_VISIBLE_DEVICES for it; without one in the cluster it waits, as a pod would.
-        options["num_gpus"] = gpus
+    resources = replica_resources(service)
+    if resources.gpus:
+        options["num_gpus"] = resources.gpus
+    if resources.memory_bytes:
+        options["memory"] = resources.memory_bytes
     return options
 
 
@@ -238,3 +231,25 @@ def delete_service(service: KnativeService | str) -> None:
 
     name = service if isinstance(service, str) else app_name(service)
     serve.delete(name, _blocking=True)
+
+
+def delete_services(names: Sequence[str], *, timeout_s: float = 60.0) -> list[str]:
+    """Delete Serve applications all at once; return those still present after ``timeout_s``.
+
+    The deletions are requested before any is awaited: Serve's controller carries them out
+    even if this process is killed meanwhile (``ray job stop`` SIGKILLs after a grace), and
+    applications go down together rather than one after another.
+    """
+    from ray import serve  # noqa: PLC0415
+
+    for name in names:
+        serve.delete(name, _blocking=False)
+    deadline = time.monotonic() + timeout_s
+    remaining = list(names)
+    while remaining:
+        present = serve.status().applications
+        remaining = [name for name in remaining if name in present]
+        if not remaining or time.monotonic() > deadline:
+            break
+        time.sleep(_DELETE_POLL_S)
+    return remaining

@@ -119,11 +119,14 @@ class ServeSubscriber:
         self._probe: asyncio.Lock | None = None
 
     @classmethod
-    def for_service(cls, service: KnativeService, **options: Any) -> ServeSubscriber:
-        """A subscriber for a Service deployed with :func:`deploy_service`."""
+    def for_service(
+        cls, service: KnativeService, *, application: str | None = None, **options: Any
+    ) -> ServeSubscriber:
+        """A subscriber for a Service deployed with :func:`deploy_service` (an application of
+        its own), or hosted as a deployment of the Serve ``application``."""
         name = app_name(service)
         concurrency = service.spec.template.spec.container_concurrency or 0
-        return cls(name, name, container_concurrency=concurrency, **options)
+        return cls(application or name, name, container_concurrency=concurrency, **options)
 
     @property
     def address(self) -> str:

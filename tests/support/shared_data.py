@@ -12,6 +12,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 _WHERE = {
     "cesql-tck": "the CloudEvents SQL TCK: cesql/cesql_tck/ in github.com/cloudevents/spec",
     "ce-conformance": "github.com/cloudevents/conformance (features/ and yaml/)",
+    "kuberay-crds": "ray-operator/config/crd/bases/ in github.com/ray-project/kuberay (v1.7.0)",
 }
 
 

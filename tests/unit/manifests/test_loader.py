@@ -470,3 +470,18 @@ def test_models_are_frozen_and_accept_python_field_names() -> None:
     )
     with pytest.raises(ValueError, match="frozen"):
         trigger.spec.broker = "other"  # type: ignore[misc]
+
+
+def test_a_mounted_configmap_folder_loads_each_file_once(tmp_path: Path) -> None:
+    # The layout of a Kubernetes ConfigMap volume: the files live in a timestamped hidden
+    # folder, `..data` links to it, and each key is a symlink through `..data`.
+    mount = tmp_path / "manifests"
+    data = mount / "..2026_11_26_18_00_00.000000001"
+    data.mkdir(parents=True)
+    (data / "broker.yaml").write_text(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\n"
+    )
+    (mount / "..data").symlink_to(data.name)
+    (mount / "broker.yaml").symlink_to("..data/broker.yaml")
+    loaded = parse_manifests(mount)
+    assert [r.key for r in loaded.resources] == ["Broker/default/default"]

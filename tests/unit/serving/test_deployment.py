@@ -36,6 +36,16 @@ def test_names_and_cpus() -> None:
     assert num_cpus(_service(resources="resources: {limits: {cpu: '2'}}")) == 2.0
 
 
+def test_replicas_reserve_the_gpus_and_memory_the_container_asks_for() -> None:
+    assert ray_actor_options(_service()) == {"num_cpus": 0.1}
+    resources = "resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {nvidia.com/gpu: '1'}}"
+    assert ray_actor_options(_service(resources=resources)) == {
+        "num_cpus": 0.5,
+        "num_gpus": 1.0,
+        "memory": 2**30,
+    }
+
+
 def test_serve_fields_from_annotations() -> None:
     service = _service(
         '"autoscaling.knative.dev/min-scale": "1", "autoscaling.knative.dev/max-scale": "4", '
