@@ -16,21 +16,11 @@ import pytest
 
 from knray import CloudEvent
 from knray.testing.kafka import produce_events
+from tests.integration.cli.user_project import RECORDING_HANDLER
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
-
-HANDLER = """
-import os
-
-from knray import CloudEvent
-
-
-def record(event: CloudEvent) -> None:
-    with open(os.environ["RECEIVED_FILE"], "a", encoding="utf-8") as out:
-        out.write(event.get_id() + "\\n")
-"""
 
 MANIFESTS = """
 apiVersion: eventing.knative.dev/v1
@@ -103,7 +93,7 @@ async def test_knray_run_delivers_from_a_users_project_and_stops_cleanly(
     topic = await kafka_topic(partitions=2)
     project = tmp_path / "project"
     project.mkdir()
-    (project / "myhandlers.py").write_text(textwrap.dedent(HANDLER))
+    (project / "myhandlers.py").write_text(textwrap.dedent(RECORDING_HANDLER))
     (project / "app.yaml").write_text(MANIFESTS.format(topic=topic))
     received = tmp_path / "received.txt"
     log = (tmp_path / "run.log").open("w")

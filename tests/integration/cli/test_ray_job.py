@@ -31,22 +31,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from knray import CloudEvent
 from knray.testing.kafka import produce_events
+from tests.integration.cli.user_project import RECORDING_HANDLER
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
-
-HANDLER = """
-import os
-
-from knray import CloudEvent
-
-
-def record(event: CloudEvent) -> None:
-    with open(os.environ["RECEIVED_FILE"], "a", encoding="utf-8") as out:
-        out.write(event.get_id() + "\\n")
-"""
 
 MANIFESTS = """
 apiVersion: eventing.knative.dev/v1
@@ -251,7 +241,7 @@ async def test_ray_job_submit_runs_knray_and_ray_job_stop_drains_and_commits(
     group = f"knray-job-{uuid.uuid4().hex[:8]}"
     project = tmp_path / "project"
     (project / "configs").mkdir(parents=True)
-    (project / "myhandlers.py").write_text(textwrap.dedent(HANDLER))
+    (project / "myhandlers.py").write_text(textwrap.dedent(RECORDING_HANDLER))
     (project / "configs" / "app.yaml").write_text(MANIFESTS.format(topic=topic, group=group))
     received = tmp_path / "received.txt"
     job = f"knray-{uuid.uuid4().hex[:8]}"
