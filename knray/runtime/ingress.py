@@ -8,6 +8,7 @@ the event to the topic. An aiohttp server in an actor is one process and no Serv
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -47,6 +48,7 @@ class IngressActor:
         self._inlets: dict[str, Inlet] = {}
         self._classes: dict[str, str] = {}
         self._started = False
+        gc.freeze()  # see knray.runtime.actors.BrokerActor
 
     def _inlet(self, namespace: str, name: str) -> Inlet | None:
         return self._inlets.get(f"{namespace}/{name}")

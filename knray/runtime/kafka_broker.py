@@ -10,6 +10,7 @@ back to the topic through the Broker's actors, so every Trigger sees them.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -131,6 +132,7 @@ class KafkaTriggerActor:
             **dict(consumer_options or {}),
         )
         self._task: asyncio.Task[None] | None = None
+        gc.freeze()  # see knray.runtime.actors.BrokerActor
 
     async def start(self) -> None:
         if self._task is None:
