@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import matplotlib as mpl
 import ray
+from ray import serve
 
 mpl.use("Agg")
 import matplotlib.pyplot as plt
@@ -108,6 +109,7 @@ spec:
 class Sample:
     at: float  # time.time()
     replicas: int
+    desired: int  # the autoscaler's target (Serve's target_num_replicas)
     in_flight: int  # consumed by the source, not finished
     lag: int
     delivered: int
@@ -140,6 +142,18 @@ class Burst:
             self.done.set()
 
 
+def desired_replicas() -> int:
+    """What the autoscaling policy asks for now: Serve's ``target_num_replicas`` (read from
+    the controller, as Serve's REST API does; 0 when the application is not there yet)."""
+    try:
+        controller = serve.context._get_global_client()._controller
+        details = ray.get(controller.get_serve_instance_details.remote())
+        application = details["applications"][SERVICE_KEY.replace("/", ".")]
+        return sum(int(d["target_num_replicas"]) for d in application["deployments"].values())
+    except Exception:
+        return 0
+
+
 def sample(runtime: Runtime) -> Sample:
     status = runtime.status()
     source = status["sources"].get(SOURCE_KEY, {})
@@ -147,6 +161,7 @@ def sample(runtime: Runtime) -> Sample:
     return Sample(
         at=time.time(),
         replicas=status["services"].get(SERVICE_KEY, {}).get("replicas", 0),
+        desired=desired_replicas(),
         in_flight=source.get("in_flight", 0),
         lag=source.get("lag", 0),
         delivered=trigger.get("delivered", 0),
@@ -303,6 +318,8 @@ def report(
     start = produced[0]  # the first produced event
     end = produced[-1]  # the last produced event
     reached = first(samples, start, lambda s: s.replicas >= needed)
+    asked_more = first(samples, start, lambda s: s.desired > 1)
+    second = first(samples, start, lambda s: s.replicas > 1)
     peak = max(samples, key=lambda s: s.replicas)
     zero = first(samples, finished[-1], lambda s: s.replicas == 0)
     waits = sorted((r[1] - r[0]) / 1000 for r in rows)
@@ -313,7 +330,8 @@ def report(
     print()
     print(f"timeline (t = 0 at the first produced event; burst until t = {end - start:.1f} s)")
     print(
-        f"{'t s':>6}{'replicas':>10}{'in flight':>11}{'in handler':>12}{'delivered/s':>13}"
+        f"{'t s':>6}{'replicas':>10}{'asked':>7}{'in flight':>11}{'in handler':>12}"
+        f"{'delivered/s':>13}"
         "   (in flight: consumed, not finished; the last two: averages to the next row)"
     )
     rows_at = [0]
@@ -324,11 +342,11 @@ def report(
         s = samples[a]
         delivered, running = _rates(rows, [s.at, samples[b].at])
         print(
-            f"{s.at - start:>6.1f}{s.replicas:>10}{s.in_flight:>11}{running[0]:>12.1f}"
-            f"{delivered[0]:>13.0f}"
+            f"{s.at - start:>6.1f}{s.replicas:>10}{s.desired:>7}{s.in_flight:>11}"
+            f"{running[0]:>12.1f}{delivered[0]:>13.0f}"
         )
     last = samples[-1]
-    print(f"{last.at - start:>6.1f}{last.replicas:>10}{last.in_flight:>11}")
+    print(f"{last.at - start:>6.1f}{last.replicas:>10}{last.desired:>7}{last.in_flight:>11}")
     print()
     print(
         f"events: {len(rows)} handled, produced at {(len(rows) - 1) / (end - start):.0f}/s; "
@@ -341,6 +359,12 @@ def report(
     print(
         f"cold start, first produced -> first delivered (handler done): {finished[0] - start:.2f} s"
     )
+    for label, found in (
+        ("the autoscaler asks for more than 1 replica", asked_more),
+        ("a second replica RUNNING", second),
+    ):
+        when = "never" if found is None else f"{found.at - start:.1f} s"
+        print(f"first produced -> {label}: {when}")
     if reached is None:
         print(f"replicas never reached {needed}")
     else:
@@ -376,6 +400,14 @@ def plot(samples: list[Sample], data: Series, needed: int, rate: float) -> None:
     top.legend(loc="upper right")
     middle.step(
         data.times, [s.replicas for s in samples], where="post", color="tab:red", label="RUNNING"
+    )
+    middle.step(
+        data.times,
+        [s.desired for s in samples],
+        where="post",
+        color="tab:purple",
+        linestyle="--",
+        label="asked for",
     )
     middle.axhline(needed, color="tab:red", linestyle=":", label=f"needed ({needed})")
     middle.set_ylabel("replicas")
