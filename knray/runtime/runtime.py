@@ -35,7 +35,7 @@ from knray.runtime.names import (
     broker_actor_name,
     source_actor_name,
 )
-from knray.runtime.plan import Plan, ServicePlan, SourcePlan, build_plan
+from knray.runtime.plan import BrokerPlan, Plan, ServicePlan, SourcePlan, build_plan
 from knray.serving import delete_service, deploy_service
 from knray.serving.deployment import app_name, delete_services
 
@@ -241,8 +241,6 @@ class Runtime:
         services: dict[str, ServicePlan],
         configs: dict[str, KafkaBrokerConfig],
     ) -> None:
-        remote_broker: Any = ray.remote(BrokerActor)
-        remote_kafka_broker: Any = ray.remote(KafkaBrokerActor)
         for planned in new.brokers:
             handles = self._running.brokers.get(planned.key)
             config = configs.get(planned.key)
@@ -250,15 +248,8 @@ class Runtime:
                 _kill_and_wait(self._running.brokers.pop(planned.key))  # class or topic changed
                 handles = None
             if handles is None:
-                remote = remote_broker if config is None else remote_kafka_broker
-                extra = () if config is None else (config,)
                 handles = [
-                    remote.options(
-                        name=broker_actor_name(planned.key, i),
-                        namespace=RAY_NAMESPACE,
-                        num_cpus=0,
-                        max_concurrency=1000,
-                    ).remote(planned, services, self.dispatchers_per_broker, *extra)
+                    self._broker_actor(planned, i, services, config)
                     for i in range(self.dispatchers_per_broker)
                 ]
                 ray.get([h.ready.remote() for h in handles])
@@ -269,6 +260,22 @@ class Runtime:
             if new.broker(previous.key) is None:
                 for handle in self._running.brokers.pop(previous.key, []):
                     ray.kill(handle)
+
+    def _broker_actor(
+        self,
+        planned: BrokerPlan,
+        index: int,
+        services: dict[str, ServicePlan],
+        config: KafkaBrokerConfig | None,
+    ) -> Any:
+        remote: Any = ray.remote(BrokerActor if config is None else KafkaBrokerActor)
+        extra = () if config is None else (config,)
+        return remote.options(
+            name=broker_actor_name(planned.key, index),
+            namespace=RAY_NAMESPACE,
+            num_cpus=0,
+            max_concurrency=1000,
+        ).remote(planned, services, self.dispatchers_per_broker, *extra)
 
     def _apply_sources(self, old: Plan, new: Plan, services: dict[str, ServicePlan]) -> None:
         old_sources = {s.key: s for s in old.sources}
@@ -305,8 +312,9 @@ class Runtime:
         )
 
     def heal(self) -> list[str]:
-        """Replace the source actors that died (killed, crashed, node lost) with new ones of
-        the same name; they rejoin the consumer group and resume from the committed offsets.
+        """Replace the source and dispatcher actors that died (killed, crashed, node lost)
+        with new ones of the same name; consumers rejoin their group and resume from the
+        committed offsets.
         Returns the names of the replaced actors. ``apply()`` heals too."""
         replaced: list[str] = []
         sources = {s.key: s for s in self._running.plan.sources}
@@ -318,6 +326,20 @@ class Runtime:
                 _log.warning("source actor %s died: starting a replacement", name)
                 replacement = self._source_actor(sources[key], index, self._running.services)
                 ray.get(replacement.start.remote())
+                handles[index] = replacement
+                replaced.append(name)
+        for key, handles in self._running.brokers.items():
+            planned = self._running.plan.broker(key)
+            for index, handle in enumerate(handles):
+                if planned is None or _alive(handle):
+                    continue
+                # Events it held come back to their sources as failed and are sent again;
+                # the pools look the name up again after a failure.
+                name = broker_actor_name(key, index)
+                _log.warning("dispatcher actor %s died: starting a replacement", name)
+                config = self._kafka_configs.get(key)
+                replacement = self._broker_actor(planned, index, self._running.services, config)
+                ray.get(replacement.ready.remote())
                 handles[index] = replacement
                 replaced.append(name)
         replaced.extend(self._kafka_triggers.heal(_alive))

@@ -34,7 +34,7 @@ from knray.events import CloudEvent
 from knray.manifests import KafkaSource, Resource, parse_manifests
 from knray.manifests.kafka_source import InitialOffset
 from knray.runtime import Runtime
-from knray.runtime.names import RAY_NAMESPACE, source_actor_name
+from knray.runtime.names import RAY_NAMESPACE, broker_actor_name, source_actor_name
 from knray.testing.kafka import produce_events
 from tests.integration.handlers import recording
 from tests.integration.handlers.recording import RUN_EXTENSION, Recorder
@@ -593,6 +593,42 @@ async def test_killing_a_consumer_actor_mid_stream_loses_nothing(
     duplicates = len(received) - count
     record_property("duplicates", duplicates)
     print(f"\nconsumer kill: {duplicates} duplicates of {count} ({at_kill} delivered at the kill)")
+
+
+async def test_killing_a_dispatcher_actor_mid_stream_loses_nothing(
+    env: Env, record_property: Callable[[str, object], None]
+) -> None:
+    ns = env.ns
+    topic = await env.topic(partitions=2)
+    runtime = await env.apply(
+        source_yaml(ns, topic, env.bootstrap)
+        + service_yaml(ns, "sink", "record_batch")
+        + trigger_yaml(ns, "all", "sink")
+    )
+    count = 6_000
+    events = [env.event(str(i), "load", {"i": i}) for i in range(count)]
+    producing = asyncio.create_task(
+        produce_events(env.bootstrap, [(topic, ev) for ev in events], rate_per_s=3000)
+    )
+    await eventually(lambda: len(env.ids("received")) >= 1_000, "1,000 events before the kill")
+    name = broker_actor_name(f"{ns}/default", 0)
+    victim = ray.get_actor(name, namespace=RAY_NAMESPACE)
+    ray.kill(victim)
+    await asyncio.to_thread(_wait_dead, victim)
+    # The consumer's batches on the dead dispatcher come back failed and are sent again.
+    assert await asyncio.to_thread(runtime.heal) == [name]
+    assert await producing == count
+
+    expected = {ev.get_id() for ev in events}
+    await eventually(
+        lambda: set(env.ids("received")) >= expected,
+        lambda: f"{len(expected - set(env.ids('received')))} events never delivered",
+        timeout_s=90,
+    )
+    received = env.ids("received")
+    duplicates = len(received) - count
+    record_property("duplicates", duplicates)
+    print(f"\ndispatcher kill: {duplicates} duplicates of {count}")
 
 
 def _replicas(app: str) -> list[str]:
