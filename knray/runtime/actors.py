@@ -12,14 +12,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from knray.broker import DeliveryStatus, EventSink, Outcome
+from knray.broker import DeliveryStatus, EventSink, Outcome, Subscriber
 from knray.broker.dispatcher import Dispatcher, Route
 from knray.broker.outcome import PackedOutcomes, pack_outcomes
 from knray.broker.retry import DeliveryPolicy
 from knray.events import CloudEvent
 from knray.events.packed import PackedEvents, unpack_events
 from knray.filters import MatchAll
-from knray.runtime.plan import BrokerPlan, ServicePlan, SourcePlan, TargetKind
+from knray.runtime.plan import BrokerPlan, ServicePlan, SourcePlan, TargetKind, TargetRef
 from knray.runtime.targets import broker_pool, subscriber_for
 from knray.sources.kafka import KafkaConsumer
 
@@ -29,14 +29,19 @@ _log = logging.getLogger(__name__)
 
 
 def _routes(plan: BrokerPlan, services: Mapping[str, ServicePlan], pool_size: int) -> list[Route]:
+    # One subscriber per destination, shared by the Triggers sending there: a Service's
+    # containerConcurrency budget is the Service's, not each Trigger's.
+    subscribers: dict[TargetRef, Subscriber] = {}
+
+    def shared(target: TargetRef) -> Subscriber:
+        if target not in subscribers:
+            subscribers[target] = subscriber_for(target, services, pool_size)
+        return subscribers[target]
+
     routes = []
     for trigger in plan.triggers:
-        subscriber = subscriber_for(trigger.subscriber, services, pool_size)
-        dead_letter = (
-            subscriber_for(trigger.dead_letter, services, pool_size)
-            if trigger.dead_letter is not None
-            else None
-        )
+        subscriber = shared(trigger.subscriber)
+        dead_letter = shared(trigger.dead_letter) if trigger.dead_letter is not None else None
         routes.append(
             Route.from_trigger(
                 trigger.trigger,
