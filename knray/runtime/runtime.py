@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,12 +17,13 @@ import ray
 from ray import serve
 
 from knray.errors import FieldProblem, ManifestError
-from knray.manifests import KafkaSource, Resource
-from knray.runtime.actors import BrokerActor, KafkaSourceActor
+from knray.manifests import Resource
+from knray.runtime.actors import BrokerActor, SourceActor
 from knray.runtime.names import RAY_NAMESPACE, broker_actor_name, source_actor_name
 from knray.runtime.plan import Plan, ServicePlan, SourcePlan, build_plan
 from knray.serving import delete_service, deploy_service
 from knray.serving.deployment import app_name
+from knray.sources.registry import SourceUnavailableError, consumer_count, consumer_factory
 
 __all__ = ["Runtime", "connect"]
 
@@ -80,26 +81,31 @@ class Runtime:
         dispatchers_per_broker: int = 2,
         bootstrap_servers: str | None = None,
         consumer_options: dict[str, Any] | None = None,
+        source_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
+        """``bootstrap_servers`` and ``consumer_options`` apply to KafkaSources (the latter
+        are KafkaConsumer keywords); ``source_options`` maps a source kind to its consumer's
+        keywords, e.g. ``{"PingSource": {"clock": ScaledClock.starting_now(60)}}``."""
         if dispatchers_per_broker < 1:
             raise ValueError("dispatchers_per_broker must be at least 1")
         self.dispatchers_per_broker = dispatchers_per_broker
         self.bootstrap_servers = bootstrap_servers
         self.consumer_options = consumer_options or {}
+        self.source_options = {kind: dict(o) for kind, o in (source_options or {}).items()}
         self._running = _Running()
 
     # --- apply ---------------------------------------------------------------------------
     def apply(self, resources: Sequence[Resource]) -> Plan:
         """Make the cluster run ``resources``; returns the plan that now runs."""
         plan = build_plan(resources)
-        unsupported = [s.source for s in plan.sources if not isinstance(s.source, KafkaSource)]
-        if unsupported:
-            raise ManifestError(
-                [
-                    FieldProblem("kind", "PingSource is not run by knray yet", r.key)
-                    for r in unsupported
-                ]
-            )
+        unavailable = []
+        for planned in plan.sources:
+            try:
+                consumer_factory(planned.source.KIND)
+            except SourceUnavailableError as error:
+                unavailable.append(FieldProblem("kind", str(error), planned.key))
+        if unavailable:
+            raise ManifestError(unavailable)
         old = self._running.plan
         services = {s.key: s for s in plan.services}
         self._apply_services(old, plan)
@@ -157,10 +163,9 @@ class Runtime:
         for key, planned in new_sources.items():
             if key in self._running.sources:
                 continue
-            source = planned.source
-            assert isinstance(source, KafkaSource)
             handles = [
-                self._source_actor(planned, i, services) for i in range(source.spec.consumers)
+                self._source_actor(planned, i, services)
+                for i in range(consumer_count(planned.source))
             ]
             ray.get([h.start.remote() for h in handles])
             self._running.sources[key] = handles
@@ -168,19 +173,22 @@ class Runtime:
     def _source_actor(
         self, planned: SourcePlan, index: int, services: dict[str, ServicePlan]
     ) -> Any:
-        remote_source: Any = ray.remote(KafkaSourceActor)
+        remote_source: Any = ray.remote(SourceActor)
         return remote_source.options(
             name=source_actor_name(planned.key, index),
             namespace=RAY_NAMESPACE,
             num_cpus=0,
             max_concurrency=100,
-        ).remote(
-            planned,
-            services,
-            self.dispatchers_per_broker,
-            self.bootstrap_servers,
-            self.consumer_options,
-        )
+        ).remote(planned, services, self.dispatchers_per_broker, index, self._options(planned))
+
+    def _options(self, planned: SourcePlan) -> dict[str, Any]:
+        kind = planned.source.KIND
+        options = dict(self.source_options.get(kind, {}))
+        if kind == "KafkaSource":
+            options = {**self.consumer_options, **options}
+            if self.bootstrap_servers:
+                options["bootstrap_servers"] = self.bootstrap_servers
+        return options
 
     def heal(self) -> list[str]:
         """Replace the source actors that died (killed, crashed, node lost) with new ones of
