@@ -26,8 +26,10 @@ def require_server(host: str, port: int, what: str) -> None:
         with socket.create_connection((host, port), timeout=2):
             return
     except OSError as error:
-        pytest.fail(f"{what} is not running on {host}:{port} ({error}); start it with "
-                    "`bash scripts/services.sh`")
+        pytest.fail(
+            f"{what} is not running on {host}:{port} ({error}); start it with "
+            "`bash scripts/services.sh`"
+        )
 
 
 class RecordingSink:
@@ -75,9 +77,11 @@ async def kill_mid_stream_loses_nothing(
     produce: Callable[[list[str]], Awaitable[Any]],
     count: int,
     max_in_flight: int,
+    value_of: Callable[[CloudEvent], str] = lambda event: event.encoded_data().decode(),
 ) -> dict[str, int]:
-    """Produce ``count`` messages; a consumer is cancelled (no stop, no drain, no ack) while
-    events are in flight; a successor must deliver every message. Returns the figures."""
+    """Produce ``count`` messages (values "0", "1", ...); a consumer is cancelled (no stop, no
+    drain, no ack) while events are in flight; a successor must deliver every message
+    (``value_of`` reads the value back from an event). Returns the figures."""
     values = [str(i) for i in range(count)]
     await produce(values)
     gate = asyncio.Event()
@@ -99,11 +103,21 @@ async def kill_mid_stream_loses_nothing(
 
     successor = make_consumer(sink)
     successor_task = asyncio.create_task(successor.run())
-    await wait_until(lambda: set(sink.data()) >= set(values), 60, "every message after the kill")
+
+    def received() -> list[str]:
+        return [value_of(event) for event in sink.events]
+
+    try:
+        await wait_until(lambda: set(received()) >= set(values), 60, "every message after the kill")
+    except AssertionError as error:
+        missing = len(set(values) - set(received()))
+        raise AssertionError(
+            f"{error}: {missing} missing; victim {victim.stats()}, successor {successor.stats()}"
+        ) from None
     await successor.stop()
     await successor_task
 
-    seen = Counter(sink.data())
+    seen = Counter(received())
     assert set(seen) == set(values)
     duplicates = sum(seen.values()) - count
     report = f"{delivered_before=} {acked_before=} {duplicates=}"

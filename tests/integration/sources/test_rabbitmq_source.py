@@ -69,9 +69,9 @@ async def publish(exchange: str, messages: list[aio_pika.Message]) -> None:
             await target.publish(message, routing_key="orders.created")
 
 
-async def start(source: RabbitmqSource, sink: RecordingSink, **options: Any) -> tuple[
-    AckingConsumer[Any], asyncio.Task[None]
-]:
+async def start(
+    source: RabbitmqSource, sink: RecordingSink, **options: Any
+) -> tuple[AckingConsumer[Any], asyncio.Task[None]]:
     running = consumer(source, sink, 0, options)
     task = asyncio.create_task(running.run())
     # The queue and its binding exist once the consumer is connected.
