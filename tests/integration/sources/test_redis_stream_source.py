@@ -82,7 +82,7 @@ async def test_entries_become_events_and_are_acked(stream: str) -> None:
         stream,
         [
             {"user": "ada", "text": "hello"},
-            {**{name: value for name, value in record.headers}, "data": record.value or b""},
+            {**dict(record.headers), "data": record.value or b""},
         ],
     )
     await wait_until(lambda: len(sink.events) == 2, 30, "two events")
