@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -26,9 +27,9 @@ from urllib.parse import quote, urlsplit
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractConnection,
     AbstractIncomingMessage,
     AbstractQueue,
-    AbstractRobustConnection,
 )
 
 from knray.broker.outcome import EventSink
@@ -45,6 +46,7 @@ __all__ = ["EVENT_TYPE", "RabbitMQClient", "amqp_url", "consumer", "event_source
 # sourcesv1alpha1.RabbitmqEventType
 EVENT_TYPE: Final = "dev.knative.rabbitmq.event"
 _DEFAULT_PORT: Final = 5672
+log = logging.getLogger(__name__)
 _CONTENT_TYPE_HEADER: Final = "content-type"
 
 
@@ -133,15 +135,19 @@ class RabbitMQClient:
         self.url = url
         self.prefetch = prefetch
         self.connect_timeout_s = connect_timeout_s
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._received: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
 
     async def connect(self) -> None:
         config = self.source.spec.rabbitmq_resources_config
-        self._connection = await aio_pika.connect_robust(self.url, timeout=self.connect_timeout_s)
+        # A plain connection, reopened by fetch() when lost: a robust one would also reopen
+        # after close() was interrupted, and keep taking messages nobody reads.
+        self._received = asyncio.Queue()
+        self._connection = await aio_pika.connect(self.url, timeout=self.connect_timeout_s)
         channel = await self._connection.channel()
+        channel.close_callbacks.add(_log_close)
         self._channel = channel
         await channel.set_qos(prefetch_count=self.prefetch)
         if config.predeclared:
@@ -162,6 +168,11 @@ class RabbitMQClient:
         await queue.consume(self._received.put, no_ack=False)
 
     async def fetch(self, max_messages: int, timeout_s: float) -> list[AbstractIncomingMessage]:
+        if self._channel is None or self._channel.is_closed:
+            # Lost: RabbitMQ requeued every unacknowledged message of the old channel (their
+            # acks would fail now; the events are delivered again: at-least-once).
+            await self.close()
+            await self.connect()
         try:
             first = await asyncio.wait_for(self._received.get(), timeout_s)
         except TimeoutError:
@@ -189,10 +200,16 @@ class RabbitMQClient:
         del messages  # RabbitMQ holds unacknowledged messages as long as the channel lives
 
     async def close(self) -> None:
+        self._channel = None
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()
             self._connection = None
+
+
+def _log_close(channel: Any, reason: BaseException | None) -> None:
+    if reason is not None and not isinstance(reason, asyncio.CancelledError):
+        log.warning("RabbitMQ channel closed: %r", reason)
 
 
 def consumer(

@@ -107,8 +107,14 @@ async def kill_mid_stream_loses_nothing(
     def received() -> list[str]:
         return [value_of(event) for event in sink.events]
 
+    def all_received() -> bool:
+        if successor_task.done():  # a consumer that ended on its own failed: say why
+            successor_task.result()
+            raise AssertionError(f"the successor stopped by itself: {successor.stats()}")
+        return set(received()) >= set(values)
+
     try:
-        await wait_until(lambda: set(received()) >= set(values), 60, "every message after the kill")
+        await wait_until(all_received, 60, "every message after the kill")
     except AssertionError as error:
         missing = len(set(values) - set(received()))
         raise AssertionError(
