@@ -11,8 +11,12 @@ from knray.manifests.kafka_source import (
     KafkaSourceV1Alpha1,
     Ordering,
 )
-from knray.manifests.loader import ManifestSet, load_manifests, parse_manifests
+from knray.manifests.loader import SOURCE_TYPES, ManifestSet, load_manifests, parse_manifests
+from knray.manifests.nats_jetstream_source import NatsJetStreamSource, NatsJetStreamSourceSpec
 from knray.manifests.ping_source import PingSource, PingSourceSpec
+from knray.manifests.rabbitmq_source import RabbitmqSource, RabbitmqSourceSpec
+from knray.manifests.redis_stream_source import RedisStreamSource, RedisStreamSourceSpec
+from knray.manifests.rocketmq_source import RocketMQSource, RocketMQSourceSpec
 from knray.manifests.scaling import AutoscalingSpec
 from knray.manifests.service import KnativeService, ServiceSpec
 from knray.manifests.sources import CloudEventOverrides
@@ -25,6 +29,7 @@ from knray.manifests.trigger import (
 )
 
 __all__ = [
+    "SOURCE_TYPES",
     "AutoscalingSpec",
     "BackoffPolicy",
     "Broker",
@@ -41,11 +46,19 @@ __all__ = [
     "KafkaSourceV1Alpha1",
     "KnativeService",
     "ManifestSet",
+    "NatsJetStreamSource",
+    "NatsJetStreamSourceSpec",
     "ObjectMeta",
     "Ordering",
     "PingSource",
     "PingSourceSpec",
+    "RabbitmqSource",
+    "RabbitmqSourceSpec",
+    "RedisStreamSource",
+    "RedisStreamSourceSpec",
     "Resource",
+    "RocketMQSource",
+    "RocketMQSourceSpec",
     "ServiceSpec",
     "SubscriptionsAPIFilter",
     "Trigger",

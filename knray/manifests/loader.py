@@ -18,18 +18,37 @@ from knray.manifests.base import Resource
 from knray.manifests.broker import Broker
 from knray.manifests.config_map import ConfigMap
 from knray.manifests.kafka_source import KafkaSource, KafkaSourceV1Alpha1
+from knray.manifests.nats_jetstream_source import NatsJetStreamSource
 from knray.manifests.ping_source import PingSource
+from knray.manifests.rabbitmq_source import RabbitmqSource
+from knray.manifests.redis_stream_source import RedisStreamSource
+from knray.manifests.rocketmq_source import RocketMQSource
 from knray.manifests.service import KnativeService
 from knray.manifests.trigger import Trigger
 
-__all__ = ["RESOURCE_TYPES", "ManifestSet", "load_manifests", "parse_manifests", "parse_resource"]
+__all__ = [
+    "RESOURCE_TYPES",
+    "SOURCE_TYPES",
+    "ManifestSet",
+    "load_manifests",
+    "parse_manifests",
+    "parse_resource",
+]
 
-RESOURCE_TYPES: Final[tuple[type[Resource], ...]] = (
-    Broker,
-    Trigger,
+# Every source kind: each has ``spec.sink`` and ``spec.ceOverrides``, most ``spec.delivery``.
+SOURCE_TYPES: Final[tuple[type[Resource], ...]] = (
     KafkaSource,
     KafkaSourceV1Alpha1,
     PingSource,
+    RabbitmqSource,
+    RedisStreamSource,
+    NatsJetStreamSource,
+    RocketMQSource,
+)
+RESOURCE_TYPES: Final[tuple[type[Resource], ...]] = (
+    Broker,
+    Trigger,
+    *SOURCE_TYPES,
     KnativeService,
     ConfigMap,
 )

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from knray.errors import FieldProblem
 from knray.manifests.base import Destination, Resource
 from knray.manifests.broker import Broker
-from knray.manifests.kafka_source import KafkaSource
-from knray.manifests.ping_source import PingSource
+from knray.manifests.loader import SOURCE_TYPES
 from knray.manifests.service import KnativeService
 from knray.manifests.trigger import Trigger
 
@@ -52,9 +52,10 @@ def check_references(resources: Sequence[Resource]) -> list[FieldProblem]:
             check(spec.subscriber, "spec.subscriber", resource)
             if spec.delivery is not None:
                 check(spec.delivery.dead_letter_sink, "spec.delivery.deadLetterSink", resource)
-        elif isinstance(resource, KafkaSource | PingSource):
-            check(resource.spec.sink, "spec.sink", resource)
-            delivery = getattr(resource.spec, "delivery", None)
+        elif isinstance(resource, SOURCE_TYPES):
+            source_spec: Any = getattr(resource, "spec", None)
+            check(source_spec.sink, "spec.sink", resource)
+            delivery = getattr(source_spec, "delivery", None)
             if delivery is not None:
                 check(delivery.dead_letter_sink, "spec.delivery.deadLetterSink", resource)
         elif isinstance(resource, Broker) and resource.spec.delivery is not None:

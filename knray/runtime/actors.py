@@ -21,9 +21,9 @@ from knray.events.packed import PackedEvents, unpack_events
 from knray.filters import MatchAll
 from knray.runtime.plan import BrokerPlan, ServicePlan, SourcePlan, TargetKind, TargetRef
 from knray.runtime.targets import broker_pool, subscriber_for
-from knray.sources.kafka import KafkaConsumer
+from knray.sources.registry import create_consumer
 
-__all__ = ["BrokerActor", "KafkaSourceActor"]
+__all__ = ["BrokerActor", "SourceActor"]
 
 _log = logging.getLogger(__name__)
 
@@ -121,30 +121,25 @@ class _DirectSink:
         ]
 
 
-class KafkaSourceActor:
-    """One consumer of a KafkaSource's group (the runtime starts ``spec.consumers`` of them)."""
+class SourceActor:
+    """One consumer of a source of any kind (the runtime starts ``consumer_count`` of them:
+    a KafkaSource's ``spec.consumers``, one for a PingSource, ...)."""
 
     def __init__(
         self,
         plan: SourcePlan,
         services: Mapping[str, ServicePlan],
         pool_size: int,
-        bootstrap_servers: str | None = None,
-        consumer_options: Mapping[str, Any] | None = None,
+        index: int = 0,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         logging.basicConfig(level=logging.INFO)
-        source = plan.source
         sink: EventSink
         if plan.sink.kind is TargetKind.BROKER:
             sink = broker_pool(plan.sink.key, pool_size)
         else:
             sink = _DirectSink(plan, services, pool_size)
-        self._consumer = KafkaConsumer(
-            source,  # type: ignore[arg-type]
-            sink,
-            bootstrap_servers=bootstrap_servers,
-            **dict(consumer_options or {}),
-        )
+        self._consumer = create_consumer(plan.source, sink, index=index, options=options)
         self._task: asyncio.Task[None] | None = None
         gc.freeze()  # see BrokerActor
 

@@ -20,12 +20,13 @@ import ray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 
-from knray.manifests import KafkaSource, Resource, parse_manifests
+from knray.manifests import Resource, parse_manifests
 from knray.runtime.names import RAY_NAMESPACE, broker_actor_name, source_actor_name
 from knray.runtime.plan import Plan, build_plan
 from knray.runtime.runtime import Runtime
 from knray.serving.deployment import app_name, build_application
 from knray.serving.handlers import handler_spec_for_service, load_handler
+from knray.sources.registry import consumer_count
 
 __all__ = ["INGRESS_DEPLOYMENT", "AppArgs", "KnrayIngress", "build"]
 
@@ -65,8 +66,7 @@ class AppArgs(BaseModel):
 def _actor_names(plan: Plan, dispatchers: int) -> list[str]:
     names = [broker_actor_name(b.key, i) for b in plan.brokers for i in range(dispatchers)]
     for source in plan.sources:
-        if isinstance(source.source, KafkaSource):
-            names += [source_actor_name(source.key, i) for i in range(source.source.spec.consumers)]
+        names += [source_actor_name(source.key, i) for i in range(consumer_count(source.source))]
     return names
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from knray.errors import FieldProblem, ManifestError
 from knray.manifests import (
+    SOURCE_TYPES,
     Broker,
     DeliverySpec,
     Destination,
-    KafkaSource,
     KnativeService,
-    PingSource,
     Resource,
     Trigger,
 )
@@ -105,9 +105,10 @@ class ServicePlan:
 
 @dataclass(frozen=True)
 class SourcePlan:
-    """A source with its sink and dead-letter sink resolved."""
+    """A source (any kind of ``knray.manifests.SOURCE_TYPES``) with its sink and dead-letter
+    sink resolved."""
 
-    source: KafkaSource | PingSource
+    source: Resource
     sink: TargetRef
     delivery: DeliverySpec | None
     dead_letter: TargetRef | None
@@ -227,10 +228,11 @@ def build_plan(resources: Sequence[Resource]) -> Plan:
             )
     source_plans = []
     for resource in resources:
-        if not isinstance(resource, KafkaSource | PingSource):
+        if not isinstance(resource, SOURCE_TYPES):
             continue
-        sink = _resolve(resource.spec.sink, resource, "spec.sink", defined, problems)
-        delivery = getattr(resource.spec, "delivery", None)
+        spec: Any = getattr(resource, "spec", None)
+        sink = _resolve(spec.sink, resource, "spec.sink", defined, problems)
+        delivery = getattr(spec, "delivery", None)
         dead_letter = None
         if delivery is not None and delivery.dead_letter_sink is not None:
             dead_letter = _resolve(

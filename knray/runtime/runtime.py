@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -25,8 +25,8 @@ from knray.broker.outcome import unpack_outcomes
 from knray.errors import FieldProblem, ManifestError
 from knray.events import CloudEvent
 from knray.events.packed import pack_events
-from knray.manifests import KafkaSource, Resource
-from knray.runtime.actors import BrokerActor, KafkaSourceActor
+from knray.manifests import Resource
+from knray.runtime.actors import BrokerActor, SourceActor
 from knray.runtime.ingress import IngressActor
 from knray.runtime.kafka_broker import KafkaBrokerActor, KafkaTriggers
 from knray.runtime.names import (
@@ -38,6 +38,7 @@ from knray.runtime.names import (
 from knray.runtime.plan import BrokerPlan, Plan, ServicePlan, SourcePlan, build_plan
 from knray.serving import delete_service, deploy_service
 from knray.serving.deployment import app_name, delete_services
+from knray.sources.registry import SourceUnavailableError, consumer_count, consumer_factory
 
 __all__ = ["JOB_CONFIG_ENV", "Runtime", "connect", "disconnect", "in_ray_job"]
 
@@ -134,10 +135,14 @@ class Runtime:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         ingress_queue_capacity: int = DEFAULT_QUEUE_CAPACITY,
         services_application: str | None = None,
+        source_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         """``services_application``: the Serve application that already hosts the Services'
         deployments (``knray.runtime.app``); the Runtime then runs brokers and sources only,
-        and leaves deploying and deleting the Services to Serve."""
+        and leaves deploying and deleting the Services to Serve. ``bootstrap_servers`` and
+        ``consumer_options`` apply to KafkaSources (the latter are KafkaConsumer keywords);
+        ``source_options`` maps a source kind to its consumer's keywords, e.g.
+        ``{"PingSource": {"clock": ScaledClock.starting_now(60)}}``."""
         if dispatchers_per_broker < 1:
             raise ValueError("dispatchers_per_broker must be at least 1")
         self.dispatchers_per_broker = dispatchers_per_broker
@@ -149,6 +154,7 @@ class Runtime:
         self.ingress_queue_capacity = ingress_queue_capacity
         self.ingress_addresses: dict[str, str] = {}
         self.services_application = services_application
+        self.source_options = {kind: dict(o) for kind, o in (source_options or {}).items()}
         self._running = _Running()
         self._kafka_configs: dict[str, KafkaBrokerConfig] = {}
         self._kafka_triggers = KafkaTriggers(dispatchers_per_broker, self.consumer_options)
@@ -163,14 +169,14 @@ class Runtime:
             plan = replace(
                 plan, services=tuple(replace(s, application=hosted) for s in plan.services)
             )
-        unsupported = [s.source for s in plan.sources if not isinstance(s.source, KafkaSource)]
-        if unsupported:
-            raise ManifestError(
-                [
-                    FieldProblem("kind", "PingSource is not run by knray yet", r.key)
-                    for r in unsupported
-                ]
-            )
+        unavailable = []
+        for planned in plan.sources:
+            try:
+                consumer_factory(planned.source.KIND)
+            except SourceUnavailableError as error:
+                unavailable.append(FieldProblem("kind", str(error), planned.key))
+        if unavailable:
+            raise ManifestError(unavailable)
         configs = kafka_broker_configs(plan.resources, self.bootstrap_servers)
         old = self._running.plan
         services = {s.key: s for s in plan.services}
@@ -286,10 +292,9 @@ class Runtime:
         for key, planned in new_sources.items():
             if key in self._running.sources:
                 continue
-            source = planned.source
-            assert isinstance(source, KafkaSource)
             handles = [
-                self._source_actor(planned, i, services) for i in range(source.spec.consumers)
+                self._source_actor(planned, i, services)
+                for i in range(consumer_count(planned.source))
             ]
             ray.get([h.start.remote() for h in handles])
             self._running.sources[key] = handles
@@ -297,19 +302,22 @@ class Runtime:
     def _source_actor(
         self, planned: SourcePlan, index: int, services: dict[str, ServicePlan]
     ) -> Any:
-        remote_source: Any = ray.remote(KafkaSourceActor)
+        remote_source: Any = ray.remote(SourceActor)
         return remote_source.options(
             name=source_actor_name(planned.key, index),
             namespace=RAY_NAMESPACE,
             num_cpus=0,
             max_concurrency=100,
-        ).remote(
-            planned,
-            services,
-            self.dispatchers_per_broker,
-            self.bootstrap_servers,
-            self.consumer_options,
-        )
+        ).remote(planned, services, self.dispatchers_per_broker, index, self._options(planned))
+
+    def _options(self, planned: SourcePlan) -> dict[str, Any]:
+        kind = planned.source.KIND
+        options = dict(self.source_options.get(kind, {}))
+        if kind == "KafkaSource":
+            options = {**self.consumer_options, **options}
+            if self.bootstrap_servers:
+                options["bootstrap_servers"] = self.bootstrap_servers
+        return options
 
     def heal(self) -> list[str]:
         """Replace the source and dispatcher actors that died (killed, crashed, node lost)

@@ -25,12 +25,13 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from knray.broker.outcome import EventSink, Outcome
 from knray.events import CloudEvent
 from knray.events.kafka import KafkaRecord
+from knray.manifests.base import Resource
 from knray.manifests.kafka_source import KafkaSource, Ordering
 from knray.sources.kafka_records import RecordMapper
 from knray.sources.kafka_security import SecretResolver, kafka_client_options
 from knray.sources.offsets import OffsetTracker, PartitionOffsets
 
-__all__ = ["KafkaConsumer"]
+__all__ = ["KafkaConsumer", "consumer"]
 
 log = logging.getLogger(__name__)
 
@@ -411,3 +412,13 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.debug("assigned %s", sorted(assigned))
+
+
+def consumer(
+    source: Resource, sink: EventSink, index: int, options: Mapping[str, Any]
+) -> KafkaConsumer:
+    """The registry's factory: one group member; ``options`` are KafkaConsumer's keywords."""
+    del index  # Kafka assigns partitions to members itself
+    if not isinstance(source, KafkaSource):
+        raise TypeError(f"expected a KafkaSource, got {source.KIND}")
+    return KafkaConsumer(source, sink, **options)
