@@ -1,20 +1,17 @@
-"""What the message-server source tests share: a recording sink that can hold the stream,
-a server check that fails (never skips) when a server is down, and the kill scenario."""
+"""What the message-server source tests share: a recording sink, and a server check that
+fails (never skips) when a server is down."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from knray.broker.outcome import DeliveryStatus, Outcome
 from knray.events import CloudEvent
-from knray.sources.source import Source
 
 DELIVERED = Outcome(DeliveryStatus.DELIVERED)
 FAILED = Outcome(DeliveryStatus.FAILED, error="try again")
@@ -70,64 +67,3 @@ async def wait_until(condition: Callable[[], bool], timeout_s: float, what: str)
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
-
-
-async def kill_mid_stream_loses_nothing(
-    make_consumer: Callable[[RecordingSink], Source],
-    produce: Callable[[list[str]], Awaitable[Any]],
-    count: int,
-    max_in_flight: int,
-    value_of: Callable[[CloudEvent], str] = lambda event: event.encoded_data().decode(),
-) -> dict[str, int]:
-    """Produce ``count`` messages (values "0", "1", ...); a consumer is cancelled (no stop, no
-    drain, no ack) while events are in flight; a successor must deliver every message
-    (``value_of`` reads the value back from an event). Returns the figures."""
-    values = [str(i) for i in range(count)]
-    await produce(values)
-    gate = asyncio.Event()
-    sink = RecordingSink(gate=gate, gate_after=count // 4)
-    victim = make_consumer(sink)
-    victim_task = asyncio.create_task(victim.run())
-    await wait_until(
-        lambda: len(sink.events) >= count // 4 and victim.stats()["in_flight"] > 0,
-        60,
-        "a quarter of the stream, with events in flight",
-    )
-    acked_before = victim.stats()["acked"]
-    victim_task.cancel()  # abrupt: no stop(), no drain, no ack of what is in flight
-    with pytest.raises(asyncio.CancelledError):
-        await victim_task
-    delivered_before = len(sink.events)
-    assert delivered_before < count
-    gate.set()
-
-    successor = make_consumer(sink)
-    successor_task = asyncio.create_task(successor.run())
-
-    def received() -> list[str]:
-        return [value_of(event) for event in sink.events]
-
-    def all_received() -> bool:
-        if successor_task.done():  # a consumer that ended on its own failed: say why
-            successor_task.result()
-            raise AssertionError(f"the successor stopped by itself: {successor.stats()}")
-        return set(received()) >= set(values)
-
-    try:
-        await wait_until(all_received, 60, "every message after the kill")
-    except AssertionError as error:
-        missing = len(set(values) - set(received()))
-        raise AssertionError(
-            f"{error}: {missing} missing; victim {victim.stats()}, successor {successor.stats()}"
-        ) from None
-    await successor.stop()
-    await successor_task
-
-    seen = Counter(received())
-    assert set(seen) == set(values)
-    duplicates = sum(seen.values()) - count
-    report = f"{delivered_before=} {acked_before=} {duplicates=}"
-    # At-least-once: only what the victim had not acknowledged can come again.
-    assert acked_before <= delivered_before, report
-    assert duplicates <= delivered_before - acked_before + max_in_flight, report
-    return {"delivered_before": delivered_before, "duplicates": duplicates}

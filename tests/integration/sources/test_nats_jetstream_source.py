@@ -15,7 +15,6 @@ from knray.manifests import NatsJetStreamSource
 from knray.sources.nats_jetstream import EVENT_TYPE, consumer
 from tests.integration.sources.support import (
     RecordingSink,
-    kill_mid_stream_loses_nothing,
     require_server,
     wait_until,
 )
@@ -99,17 +98,3 @@ async def test_messages_become_events_and_are_acked(stream: str) -> None:
     assert passed.get_attributes() == {**cloud.get_attributes(), "team": "shop"}
     assert running.stats()["acked"] == 2
     assert len(sink.events) == 2
-
-
-async def test_a_killed_consumer_loses_nothing(stream: str) -> None:
-    # ackWait bounds how long the successor waits for the victim's unacknowledged messages.
-    source = make_source(stream, ack_wait="PT2S")
-
-    async def produce(values: list[str]) -> None:
-        await publish(f"{stream}.orders", [(v.encode(), None) for v in values])
-
-    options = {"batch_size": 50, "max_in_flight": 200}
-    figures = await kill_mid_stream_loses_nothing(
-        lambda sink: consumer(source, sink, 0, options), produce, 2000, max_in_flight=200
-    )
-    print(f"\nNATS consumer kill: {figures}")

@@ -16,7 +16,6 @@ from knray.sources.acking import AckingConsumer
 from knray.sources.rabbitmq import EVENT_TYPE, consumer
 from tests.integration.sources.support import (
     RecordingSink,
-    kill_mid_stream_loses_nothing,
     require_server,
     wait_until,
 )
@@ -145,21 +144,3 @@ async def test_a_failed_outcome_is_retried_and_acked_only_when_finished(
     assert sink.data() == ["flaky", "next"]
     assert running.stats()["failed"] == 3
     assert running.stats()["acked"] == 2
-
-
-async def test_a_killed_consumer_loses_nothing(names: tuple[str, str]) -> None:
-    queue, exchange = names
-    source = make_source(queue, exchange, parallelism=100)
-    count = 3000
-    # Declare the queue and binding before producing: a consumer that connects and stops.
-    setup, task = await start(source, RecordingSink())
-    await setup.stop()
-    await task
-
-    async def produce(values: list[str]) -> None:
-        await publish(exchange, [aio_pika.Message(v.encode(), message_id=v) for v in values])
-
-    figures = await kill_mid_stream_loses_nothing(
-        lambda sink: consumer(source, sink, 0, {}), produce, count, max_in_flight=100
-    )
-    print(f"\nRabbitMQ consumer kill: {figures}")

@@ -17,7 +17,6 @@ from knray.manifests import RedisStreamSource
 from knray.sources.redis_streams import EVENT_TYPE, consumer
 from tests.integration.sources.support import (
     RecordingSink,
-    kill_mid_stream_loses_nothing,
     require_server,
     wait_until,
 )
@@ -105,26 +104,6 @@ async def test_entries_become_events_and_are_acked(stream: str) -> None:
     pending = await client.xpending(stream, source.consumer_group)
     await client.aclose()
     assert pending["pending"] == 0  # both XACKed
-
-
-async def test_a_killed_consumer_loses_nothing(stream: str) -> None:
-    source = make_source(stream, group=f"g-{uuid.uuid4().hex[:6]}")
-    client = redis.Redis.from_url(f"redis://{ADDRESS}")
-    await client.xgroup_create(stream, source.consumer_group, id="$", mkstream=True)
-    await client.aclose()
-
-    async def produce(values: list[str]) -> None:
-        await add(stream, [{"n": v} for v in values])
-
-    options = {"batch_size": 50, "max_in_flight": 200}
-    figures = await kill_mid_stream_loses_nothing(
-        lambda sink: consumer(source, sink, 0, options),
-        produce,
-        3000,
-        max_in_flight=200,
-        value_of=lambda event: str(event.get_data()[1]),
-    )
-    print(f"\nRedis consumer kill: {figures}")
 
 
 async def test_entries_of_a_member_that_never_returns_are_claimed(stream: str) -> None:

@@ -1,6 +1,7 @@
 """Sources run by ``Runtime`` on a real local Ray: a PingSource on a fast clock delivering
-through a Broker and Trigger, and a RedisStreamSource whose consumer actor is killed
-mid-stream. Subscribers are real HTTP servers on loopback."""
+through a Broker and Trigger, and a RabbitMQ, a Redis Streams and a NATS JetStream source
+whose consumer actor is killed mid-stream (the runtime heals it; nothing is lost).
+Subscribers are real HTTP servers on loopback; the servers are the machine's own."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
+import aio_pika
+import nats
 import pytest
 import ray
 import redis.asyncio as redis
@@ -158,21 +161,99 @@ spec:
             for i in range(count):
                 pipe.xadd(stream, {"n": str(i)})
             ids = [i.decode() for i in await pipe.execute()]
-        await eventually(lambda: len(http_sink.received) >= count // 4, "a quarter delivered")
-        ray.kill(
-            ray.get_actor(source_actor_name(f"RedisStreamSource/{ns}/orders", 0), RAY_NAMESPACE)
-        )
-        at_kill = len(http_sink.received)
-        await eventually(lambda: bool(runtime.heal()), "the consumer replaced", 30)
-        await eventually(
-            lambda: {h["ce-id"] for h in http_sink.received} >= set(ids), "every entry", 90
-        )
+        await kill_mid_stream(runtime, http_sink, f"RedisStreamSource/{ns}/orders", ids)
     finally:
         await client.delete(stream)
         await client.aclose()
+
+
+async def kill_mid_stream(
+    runtime: Runtime,
+    http_sink: HttpRecorder,
+    source_key: str,
+    ids: list[str],
+) -> None:
+    """Kill the source's consumer actor once a quarter arrived; the runtime heals it; every
+    id must arrive (duplicates allowed and reported)."""
+    count = len(ids)
+    await eventually(lambda: len(http_sink.received) >= count // 4, "a quarter delivered")
+    ray.kill(ray.get_actor(source_actor_name(source_key, 0), RAY_NAMESPACE))
+    at_kill = len(http_sink.received)
+    assert at_kill < count
+    await eventually(lambda: bool(runtime.heal()), "the consumer replaced", 30)
+    await eventually(
+        lambda: {h["ce-id"] for h in http_sink.received} >= set(ids), "every message", 90
+    )
     seen = Counter(h["ce-id"] for h in http_sink.received)
-    duplicates = sum(seen.values()) - count
     print(
-        f"\nRedis consumer actor kill: {duplicates} duplicates of {count} ({at_kill} at the kill)"
+        f"\n{source_key} actor kill: {sum(seen.values()) - count} duplicates of {count}"
+        f" ({at_kill} delivered at the kill)"
     )
     assert set(seen) == set(ids)
+
+
+async def test_killing_a_rabbitmq_consumer_actor_loses_nothing(
+    runtimes: list[Runtime], http_sink: HttpRecorder
+) -> None:
+    require_server("127.0.0.1", 5672, "RabbitMQ")
+    ns = f"rabbit-{uuid.uuid4().hex[:8]}"
+    queue = f"knray-test-{ns}"
+    manifests = f"""
+apiVersion: sources.knative.dev/v1alpha1
+kind: RabbitmqSource
+metadata: {{name: orders, namespace: {ns}}}
+spec:
+  rabbitmqClusterReference: {{name: 127.0.0.1}}
+  rabbitmqResourcesConfig: {{queueName: {queue}, predeclared: true, parallelism: 100}}
+  sink: {{uri: "{http_sink.url}"}}
+"""
+    connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
+        count = 2000
+        ids = [f"{ns}-{i}" for i in range(count)]
+        for message_id in ids:
+            await channel.default_exchange.publish(
+                aio_pika.Message(b"{}", message_id=message_id), routing_key=queue
+            )
+        runtime = Runtime(source_options={"RabbitmqSource": {"batch_size": 50}})
+        runtimes.append(runtime)
+        await asyncio.to_thread(runtime.apply, load(manifests))
+        await kill_mid_stream(runtime, http_sink, f"RabbitmqSource/{ns}/orders", ids)
+    finally:
+        await channel.queue_delete(queue)
+        await connection.close()
+
+
+async def test_killing_a_nats_consumer_actor_loses_nothing(
+    runtimes: list[Runtime], http_sink: HttpRecorder
+) -> None:
+    require_server("127.0.0.1", 4222, "NATS")
+    ns = f"nats-{uuid.uuid4().hex[:8]}"
+    stream = f"knray-test-{ns}"
+    manifests = f"""
+apiVersion: sources.knray.dev/v1alpha1
+kind: NatsJetStreamSource
+metadata: {{name: orders, namespace: {ns}}}
+spec:
+  servers: ["nats://127.0.0.1:4222"]
+  stream: {stream}
+  ackWait: PT2S
+  sink: {{uri: "{http_sink.url}"}}
+"""
+    nc = await nats.connect("nats://127.0.0.1:4222")
+    js = nc.jetstream()
+    await js.add_stream(name=stream, subjects=[f"{stream}.>"])
+    try:
+        count = 2000
+        for i in range(count):
+            await js.publish(f"{stream}.orders", str(i).encode())
+        ids = [f"{stream}:{sequence}" for sequence in range(1, count + 1)]
+        runtime = Runtime(source_options={"NatsJetStreamSource": {"batch_size": 50}})
+        runtimes.append(runtime)
+        await asyncio.to_thread(runtime.apply, load(manifests))
+        await kill_mid_stream(runtime, http_sink, f"NatsJetStreamSource/{ns}/orders", ids)
+    finally:
+        await js.delete_stream(stream)
+        await nc.close()
