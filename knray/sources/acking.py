@@ -21,6 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from knray.broker.outcome import EventSink, Outcome
 from knray.events import CloudEvent
+from knray.sources.background import BackgroundTasks
 
 __all__ = ["AckingConsumer", "MessageClient"]
 
@@ -91,7 +92,7 @@ class AckingConsumer(Generic[M]):
         self.drain_timeout_s = drain_timeout_s
         self.keep_interval_s = keep_interval_s
         self._in_flight: set[_Item[M]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
         self._capacity = asyncio.Event()
         self._stopping = asyncio.Event()
         self._closed = asyncio.Event()
@@ -111,11 +112,11 @@ class AckingConsumer(Generic[M]):
         try:
             await self.client.connect()
             if self.keep_interval_s is not None:
-                self._spawn(self._keep_loop(self.keep_interval_s))
+                self._tasks.spawn(self._keep_loop(self.keep_interval_s))
             await self._fetch_loop()
             await self._shutdown(drain=self._drain)
         except BaseException:
-            await self._cancel_tasks()
+            await self._tasks.cancel_all()
             with contextlib.suppress(Exception):
                 await self.client.close()
             raise
@@ -163,7 +164,7 @@ class AckingConsumer(Generic[M]):
                 return  # not handed out: the server gives them to the next consumer
             items = [item for item in map(self._item, messages) if item is not None]
             for start in range(0, len(items), self.batch_size):
-                self._spawn(self._deliver(items[start : start + self.batch_size]))
+                self._tasks.spawn(self._deliver(items[start : start + self.batch_size]))
 
     def _item(self, message: M) -> _Item[M] | None:
         self._counters["consumed"] += 1
@@ -173,7 +174,7 @@ class AckingConsumer(Generic[M]):
             # A message that can never become an event must not come back forever.
             log.exception("cannot map a message to a CloudEvent; acknowledged and dropped")
             self._counters["dropped"] += 1
-            self._spawn(self._ack([message]))
+            self._tasks.spawn(self._ack([message]))
             return None
         item = _Item(message, event)
         self._in_flight.add(item)
@@ -239,17 +240,5 @@ class AckingConsumer(Generic[M]):
             deadline = time.monotonic() + self.drain_timeout_s
             while self._in_flight and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
-        await self._cancel_tasks()
+        await self._tasks.cancel_all()
         await self.client.close()
-
-    def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _cancel_tasks(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -27,6 +27,7 @@ from knray.events import CloudEvent
 from knray.events.kafka import KafkaRecord
 from knray.manifests.base import Resource
 from knray.manifests.kafka_source import KafkaSource, Ordering
+from knray.sources.background import BackgroundTasks
 from knray.sources.kafka_records import RecordMapper
 from knray.sources.kafka_security import SecretResolver, kafka_client_options
 from knray.sources.offsets import OffsetTracker, PartitionOffsets
@@ -113,7 +114,7 @@ class KafkaConsumer:
         self._consumer: Any = None
         self._offsets: OffsetTracker[TopicPartition] = OffsetTracker()
         self._lanes: dict[TopicPartition, _Lane] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
         self._delivering: dict[TopicPartition, int] = {}
         self._capacity = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -141,12 +142,12 @@ class KafkaConsumer:
         consumer.subscribe(list(self.source.spec.topics), listener=_Listener(self))
         try:
             await consumer.start()
-            self._spawn(self._commit_loop())
+            self._tasks.spawn(self._commit_loop())
             await self._fetch_loop()
             await self._shutdown(drain=self._drain)
         except BaseException:
             self._aborted = True
-            await self._cancel_tasks()
+            await self._tasks.cancel_all()
             with contextlib.suppress(Exception):
                 await consumer.stop()
             raise
@@ -247,7 +248,7 @@ class KafkaConsumer:
             else:
                 items.extend(lane_items)
         for start in range(0, len(items), self.batch_size):
-            self._spawn(self._deliver(items[start : start + self.batch_size]))
+            self._tasks.spawn(self._deliver(items[start : start + self.batch_size]))
 
     def _item(self, tp: TopicPartition, offsets: PartitionOffsets, record: Any) -> _Item | None:
         offset: int = record.offset
@@ -283,7 +284,7 @@ class KafkaConsumer:
             self._consumer.pause(tp)  # backpressure for this partition only
             lane.paused = True
         if lane.task is None and lane.queue:
-            lane.task = self._spawn(self._run_lane(tp, lane))
+            lane.task = self._tasks.spawn(self._run_lane(tp, lane))
 
     # --- delivery -----------------------------------------------------------------------
     async def _run_lane(self, tp: TopicPartition, lane: _Lane) -> None:
@@ -384,21 +385,9 @@ class KafkaConsumer:
             deadline = time.monotonic() + self.drain_timeout_s
             while self._in_flight > 0 and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
-        await self._cancel_tasks()
+        await self._tasks.cancel_all()
         await self._commit(self._offsets.committable())
         await self._consumer.stop()
-
-    def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _cancel_tasks(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -37,6 +37,7 @@ from knray.events import CloudEvent
 from knray.manifests.base import Resource
 from knray.manifests.durations import parse_go_duration_s
 from knray.manifests.ping_source import PingSource
+from knray.sources.background import BackgroundTasks
 
 __all__ = [
     "EVENT_TYPE",
@@ -185,7 +186,7 @@ class PingScheduler:
         self._closed = asyncio.Event()
         self._running = False
         self._drain = True
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
         self._counters = dict.fromkeys(("ticks", "finished", "failed", "missed"), 0)
         self._last_tick: datetime | None = None
 
@@ -211,7 +212,7 @@ class PingScheduler:
                 while self._tasks and time.monotonic() < deadline:
                     await asyncio.sleep(0.01)
         finally:
-            await self._cancel_tasks()
+            await self._tasks.cancel_all()
             self._closed.set()
 
     async def stop(self, drain: bool = True) -> None:
@@ -246,9 +247,7 @@ class PingScheduler:
     def _fire(self, tick: datetime) -> None:
         self._counters["ticks"] += 1
         self._last_tick = tick
-        task = asyncio.create_task(self._deliver(ping_event(self.source, tick)))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._deliver(ping_event(self.source, tick)))
 
     async def _deliver(self, event: CloudEvent) -> None:
         attempt = 0
@@ -265,12 +264,6 @@ class PingScheduler:
             self._counters["failed"] += 1
             await asyncio.sleep(min(self.retry_backoff_s * 2**attempt, self.max_retry_backoff_s))
             attempt += 1
-
-    async def _cancel_tasks(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def consumer(
