@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from knray.broker.outcome import EventSink, Outcome
+from knray.broker.outcome import EventSink
 from knray.events import CloudEvent
 from knray.sources.background import BackgroundTasks
+from knray.sources.source import send_to_sink
 
 __all__ = ["AckingConsumer", "MessageClient"]
 
@@ -185,7 +186,7 @@ class AckingConsumer(Generic[M]):
         attempt = 0
         pending = items
         while pending:
-            outcomes = await self._send([item.event for item in pending])
+            outcomes = await send_to_sink(self.sink, [item.event for item in pending])
             done = [i for i, o in zip(pending, outcomes, strict=True) if o and o.finished]
             pending = [i for i, o in zip(pending, outcomes, strict=True) if not o or not o.finished]
             self._counters["finished"] += len(done)
@@ -198,17 +199,6 @@ class AckingConsumer(Generic[M]):
                 delay = min(self.retry_backoff_s * 2**attempt, self.max_retry_backoff_s)
                 attempt += 1
                 await asyncio.sleep(delay)
-
-    async def _send(self, events: list[CloudEvent]) -> list[Outcome | None]:
-        try:
-            outcomes = await self.sink.deliver(events)
-        except Exception as error:
-            log.warning("sink failed for %d events (will retry): %r", len(events), error)
-            return [None] * len(events)
-        if len(outcomes) != len(events):
-            log.error("sink returned %d outcomes for %d events", len(outcomes), len(events))
-            return [None] * len(events)
-        return list(outcomes)
 
     async def _ack(self, messages: list[M]) -> None:
         try:

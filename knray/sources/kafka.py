@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from knray.broker.outcome import EventSink, Outcome
+from knray.broker.outcome import EventSink
 from knray.events import CloudEvent
 from knray.events.kafka import KafkaRecord
 from knray.manifests.base import Resource
@@ -31,6 +31,7 @@ from knray.sources.background import BackgroundTasks
 from knray.sources.kafka_records import RecordMapper
 from knray.sources.kafka_security import SecretResolver, kafka_client_options
 from knray.sources.offsets import OffsetTracker, PartitionOffsets
+from knray.sources.source import send_to_sink
 
 __all__ = ["KafkaConsumer", "consumer"]
 
@@ -306,7 +307,7 @@ class KafkaConsumer:
         pending = items
         try:
             while pending:
-                outcomes = await self._send([item.event for item in pending])
+                outcomes = await send_to_sink(self.sink, [item.event for item in pending])
                 retry: list[_Item] = []
                 for item, outcome in zip(pending, outcomes, strict=True):
                     if outcome is not None and outcome.finished:
@@ -328,17 +329,6 @@ class KafkaConsumer:
                 self._release(item)
             for item in items:
                 self._delivering[item.tp] -= 1
-
-    async def _send(self, events: list[CloudEvent]) -> list[Outcome | None]:
-        try:
-            outcomes = await self.sink.deliver(events)
-        except Exception as error:
-            log.warning("sink failed for %d events (will retry): %r", len(events), error)
-            return [None] * len(events)
-        if len(outcomes) != len(events):
-            log.error("sink returned %d outcomes for %d events", len(outcomes), len(events))
-            return [None] * len(events)
-        return list(outcomes)
 
     def _release(self, item: _Item) -> None:
         del item  # the count is what matters
