@@ -19,7 +19,7 @@ binding names the headers.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from cloudevents.core.bindings.rabbitmq import CE_PREFIX as RABBITMQ_PREFIX
@@ -28,7 +28,7 @@ from knray.errors import InvalidEventError
 from knray.events.event import CloudEvent
 from knray.events.json_format import CONTENT_TYPE, from_json
 
-__all__ = ["NATS_PREFIX", "RABBITMQ_PREFIX", "ROCKETMQ_PREFIX", "from_message"]
+__all__ = ["NATS_PREFIX", "RABBITMQ_PREFIX", "ROCKETMQ_PREFIX", "from_message", "message_time"]
 
 NATS_PREFIX: Final = "ce-"
 ROCKETMQ_PREFIX: Final = "CE_"
@@ -66,6 +66,13 @@ def from_message(
             )
         attributes["datacontenttype"] = content_type
     return CloudEvent.from_encoded(attributes, body)
+
+
+def message_time(timestamp: datetime) -> str:
+    """A message server's timestamp as a CloudEvents ``time`` (RFC 3339, UTC, ``Z``); a naive
+    timestamp is taken as UTC."""
+    moment = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _text(value: Any) -> str:

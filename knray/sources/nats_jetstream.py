@@ -18,7 +18,7 @@ as data and a ``Content-Type`` header as ``datacontenttype``. ``ceOverrides`` ap
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import nats
@@ -31,7 +31,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from knray.broker.outcome import EventSink
 from knray.errors import InvalidEventError
 from knray.events import CloudEvent
-from knray.events.message import NATS_PREFIX, from_message
+from knray.events.message import NATS_PREFIX, from_message, message_time
 from knray.manifests.base import Resource
 from knray.manifests.nats_jetstream_source import NatsJetStreamSource
 from knray.sources.acking import AckingConsumer
@@ -73,8 +73,7 @@ def to_event(
             "subject": subject,
         }
         if timestamp is not None:
-            moment = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
-            attributes["time"] = moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            attributes["time"] = message_time(timestamp)
         if content_type and body:
             attributes["datacontenttype"] = content_type
         event = CloudEvent.from_encoded(attributes, body)

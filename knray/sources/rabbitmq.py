@@ -20,7 +20,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
@@ -35,7 +35,7 @@ from aio_pika.abc import (
 from knray.broker.outcome import EventSink
 from knray.errors import InvalidEventError
 from knray.events import CloudEvent
-from knray.events.message import RABBITMQ_PREFIX, from_message
+from knray.events.message import RABBITMQ_PREFIX, from_message, message_time
 from knray.manifests.base import Resource
 from knray.manifests.rabbitmq_source import RabbitmqSource
 from knray.sources.acking import AckingConsumer
@@ -117,8 +117,7 @@ def to_event(
             "type": EVENT_TYPE,
         }
         if timestamp is not None:
-            moment = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
-            attributes["time"] = moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            attributes["time"] = message_time(timestamp)
         if content_type and body:
             attributes["datacontenttype"] = content_type
         event = CloudEvent.from_encoded(attributes, body)
