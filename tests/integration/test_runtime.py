@@ -558,6 +558,19 @@ def _wait_dead(handle: Any, timeout_s: float = 30) -> None:
     raise AssertionError("the killed actor still answers")
 
 
+async def _every_event_received(env: Env, events: list[CloudEvent]) -> int:
+    """Wait until the subscriber received exactly the ids of ``events``; the duplicates."""
+    expected = {ev.get_id() for ev in events}
+    await eventually(
+        lambda: set(env.ids("received")) >= expected,
+        lambda: f"{len(expected - set(env.ids('received')))} events never delivered",
+        timeout_s=90,
+    )
+    received = env.ids("received")
+    assert set(received) == expected
+    return len(received) - len(events)
+
+
 async def test_killing_a_consumer_actor_mid_stream_loses_nothing(
     env: Env, record_property: Callable[[str, object], None]
 ) -> None:
@@ -582,15 +595,7 @@ async def test_killing_a_consumer_actor_mid_stream_loses_nothing(
     assert await asyncio.to_thread(runtime.heal) == [name]
     assert await producing == count
 
-    expected = {ev.get_id() for ev in events}
-    await eventually(
-        lambda: set(env.ids("received")) >= expected,
-        lambda: f"{len(expected - set(env.ids('received')))} events never delivered",
-        timeout_s=90,
-    )
-    received = env.ids("received")
-    assert set(received) == expected
-    duplicates = len(received) - count
+    duplicates = await _every_event_received(env, events)
     record_property("duplicates", duplicates)
     print(f"\nconsumer kill: {duplicates} duplicates of {count} ({at_kill} delivered at the kill)")
 
@@ -619,14 +624,7 @@ async def test_killing_a_dispatcher_actor_mid_stream_loses_nothing(
     assert await asyncio.to_thread(runtime.heal) == [name]
     assert await producing == count
 
-    expected = {ev.get_id() for ev in events}
-    await eventually(
-        lambda: set(env.ids("received")) >= expected,
-        lambda: f"{len(expected - set(env.ids('received')))} events never delivered",
-        timeout_s=90,
-    )
-    received = env.ids("received")
-    duplicates = len(received) - count
+    duplicates = await _every_event_received(env, events)
     record_property("duplicates", duplicates)
     print(f"\ndispatcher kill: {duplicates} duplicates of {count}")
 
