@@ -1,8 +1,9 @@
 """Latency from produce time to handler entry: knray next to a raw aiokafka consumer.
 
-Run: python bench/latency.py [--rate 2000] [--seconds 30] [--warmup 5]
+Run: python bench/latency.py [--rate 2000] [--seconds 30] [--warmup 5] [--kafka apache|tansu]
 
-One run, one Tansu broker (4 partitions per topic), the same paced load for both:
+One run, one broker (Apache Kafka unless ``--kafka tansu``; 4 partitions per topic), the
+same paced load for both:
 - raw:   an aiokafka consumer (its own process, partitions assigned, no group) reading a topic;
          latency = wall time when ``getmany`` returns the record - its produce time;
 - knray: KafkaSource -> Broker -> one Trigger (CESQL filter) -> an async handler on one replica
@@ -40,12 +41,20 @@ from bench.handlers.timing import (
     event_number,
     stamped_events,
 )
-from bench.pipeline import Sink, kafka_to_broker, percentile, wait_for
+from bench.pipeline import (
+    Sink,
+    add_kafka_option,
+    fetch_max_wait_ms,
+    kafka_to_broker,
+    percentile,
+    start_bench_kafka,
+    wait_for,
+)
 from knray.errors import ManifestWarning
 from knray.manifests import parse_manifests
 from knray.runtime import Runtime, connect
 from knray.runtime.names import RAY_NAMESPACE, source_actor_name
-from knray.testing.kafka import create_topics, produce_events, start_tansu
+from knray.testing.kafka import create_topics, produce_events
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
@@ -245,20 +254,24 @@ def main() -> None:
     parser.add_argument(
         "--fetch-max-wait-ms",
         type=int,
-        default=10,
-        help="aiokafka fetch_max_wait_ms of both consumers (aiokafka's default is 500)",
+        default=None,
+        help="aiokafka fetch_max_wait_ms of both consumers (default: 500 on apache, 10 on tansu)",
     )
+    add_kafka_option(parser)
     args = parser.parse_args()
+    if args.fetch_max_wait_ms is None:
+        args.fetch_max_wait_ms = fetch_max_wait_ms(args.kafka)
     print(
         f"reproduce: python bench/latency.py --rate {args.rate:g} --seconds {args.seconds:g} "
-        f"--warmup {args.warmup:g} --fetch-max-wait-ms {args.fetch_max_wait_ms}",
+        f"--warmup {args.warmup:g} --fetch-max-wait-ms {args.fetch_max_wait_ms} "
+        f"--kafka {args.kafka}",
         flush=True,
     )
     os.chdir(ROOT)  # Serve replicas import the handler from the current directory
     count = int(args.rate * args.seconds)
     wait = args.fetch_max_wait_ms
-    with start_tansu() as tansu:
-        bootstrap = tansu.bootstrap
+    with start_bench_kafka(args.kafka) as kafka:
+        bootstrap = kafka.bootstrap
         topics = {"raw": "lat-raw", "knray": "lat-knray"}
         asyncio.run(create_topics(bootstrap, topics.values(), partitions=PARTITIONS))
         # Ray first, so both runs share a machine with Ray's own processes running.

@@ -3,7 +3,9 @@ handler timings, waiting, percentiles and CPU accounting."""
 
 from __future__ import annotations
 
+import argparse
 import math
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -11,7 +13,45 @@ from collections.abc import Callable
 import psutil
 import ray
 
-__all__ = ["CpuMeter", "Sink", "kafka_to_broker", "percentile", "wait_for"]
+from knray.testing.kafka import ApacheKafka, TansuBroker, start_kafka
+
+__all__ = [
+    "CpuMeter",
+    "Sink",
+    "add_kafka_option",
+    "fetch_max_wait_ms",
+    "kafka_to_broker",
+    "percentile",
+    "start_bench_kafka",
+    "wait_for",
+]
+
+
+def add_kafka_option(parser: argparse.ArgumentParser) -> None:
+    """``--kafka apache|tansu``: Apache Kafka (the reference) when Java is present."""
+    parser.add_argument(
+        "--kafka",
+        choices=["apache", "tansu"],
+        default="apache" if shutil.which("java") else "tansu",
+        help="the broker of the run (default: apache when Java is installed, else tansu)",
+    )
+
+
+def start_bench_kafka(kind: str) -> ApacheKafka | TansuBroker:
+    """Start the run's broker and say which it is."""
+    server = start_kafka("apache" if kind == "apache" else "tansu")
+    name = f"Apache Kafka {server.version}" if isinstance(server, ApacheKafka) else "Tansu"
+    print(f"broker: {name} at {server.bootstrap}", flush=True)
+    return server
+
+
+def fetch_max_wait_ms(kind: str) -> int:
+    """aiokafka's ``fetch_max_wait_ms`` for a latency-sensitive consumer on ``kind``.
+
+    Apache Kafka answers a fetch as soon as data is there, so aiokafka's default (500) costs
+    no latency; Tansu holds every fetch for the whole wait, so it gets 10 ms.
+    """
+    return 500 if kind == "apache" else 10
 
 
 def kafka_to_broker(namespace: str, topic: str, bootstrap: str, broker: str = "bench") -> str:

@@ -1,7 +1,7 @@
 """Autoscaling of a Knative Service on knray: cold start, scale-up under a burst, back to zero.
 
 Run: python bench/scaling.py [--idle 10] [--rate 500] [--burst 20] [--tail 60]
-                             [--container-concurrency 20]
+                             [--container-concurrency 20] [--kafka apache|tansu]
 
 KafkaSource -> Broker -> one Trigger -> a Service whose sync handler sleeps 50 ms
 (``bench.handlers.timing:sleep_50ms``), min-scale 0, initial-scale 0, target 10 at 70%,
@@ -40,12 +40,20 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench.handlers.timing import SINK_ACTOR, SINK_NAMESPACE, stamped_events
-from bench.pipeline import Sink, kafka_to_broker, percentile, wait_for
+from bench.pipeline import (
+    Sink,
+    add_kafka_option,
+    fetch_max_wait_ms,
+    kafka_to_broker,
+    percentile,
+    start_bench_kafka,
+    wait_for,
+)
 from knray.errors import ManifestWarning
 from knray.manifests import parse_manifests
 from knray.runtime import Runtime, connect
 from knray.runtime.names import RAY_NAMESPACE, source_actor_name
-from knray.testing.kafka import create_topics, produce_events, start_tansu
+from knray.testing.kafka import create_topics, produce_events
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURE = ROOT / "docs" / "scaling.png"
@@ -56,7 +64,6 @@ SERVICE_KEY = f"{NAMESPACE}/sleepy"
 TRIGGER_SUFFIX = "/all"
 SAMPLE_S = 0.5
 HANDLER_S = 0.05
-FETCH_MAX_WAIT_MS = 10  # Tansu answers a fetch only at max wait: keep it short (see latency.py)
 
 # Short windows so the run ends within about a minute after the burst.
 ANNOTATIONS = {
@@ -178,7 +185,7 @@ def run(
             parse_manifests(manifests(topic, bootstrap, args.container_concurrency)).resources
         )
     runtime = Runtime(
-        consumer_options={"consumer_options": {"fetch_max_wait_ms": FETCH_MAX_WAIT_MS}}
+        consumer_options={"consumer_options": {"fetch_max_wait_ms": fetch_max_wait_ms(args.kafka)}}
     )
     runtime.apply(resources)
     consumer = ray.get_actor(source_actor_name(SOURCE_KEY, 0), namespace=RAY_NAMESPACE)
@@ -238,11 +245,12 @@ def main() -> None:
         default=DEFAULT_CONTAINER_CONCURRENCY,
         help="the Service's containerConcurrency (0: unbounded, 16 handler threads)",
     )
+    add_kafka_option(parser)
     args = parser.parse_args()
     print(
         f"reproduce: python bench/scaling.py --idle {args.idle:g} --rate {args.rate:g} "
         f"--burst {args.burst:g} --tail {args.tail:g} "
-        f"--container-concurrency {args.container_concurrency}",
+        f"--container-concurrency {args.container_concurrency} --kafka {args.kafka}",
         flush=True,
     )
     os.chdir(ROOT)  # Serve replicas import the handler from the current directory
@@ -254,7 +262,7 @@ def main() -> None:
     print(
         f"  containerConcurrency: {args.container_concurrency} "
         f"(handler threads per replica: {args.container_concurrency or 16}); "
-        f"KafkaSource fetch_max_wait_ms: {FETCH_MAX_WAIT_MS}"
+        f"KafkaSource fetch_max_wait_ms: {fetch_max_wait_ms(args.kafka)}"
     )
     print(
         f"needed replicas: {args.rate:g} ev/s x {HANDLER_S} s = {args.rate * HANDLER_S:g} in "
@@ -262,11 +270,11 @@ def main() -> None:
         f" = {needed}",
         flush=True,
     )
-    with start_tansu() as tansu:
+    with start_bench_kafka(args.kafka) as kafka:
         topic = "scale-events"
-        asyncio.run(create_topics(tansu.bootstrap, [topic], partitions=PARTITIONS))
+        asyncio.run(create_topics(kafka.bootstrap, [topic], partitions=PARTITIONS))
         connect(None, log_to_driver=False)
-        samples, rows = run(args, tansu.bootstrap, topic)
+        samples, rows = run(args, kafka.bootstrap, topic)
         ray.shutdown()
     report(args, samples, rows, needed)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

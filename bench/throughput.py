@@ -1,8 +1,9 @@
 """Throughput of knray against the raw Kafka consumer and a naive one-call-per-event design.
 
-Run: python bench/throughput.py [--events 200000] [--naive-events N]
+Run: python bench/throughput.py [--events 200000] [--naive-events N] [--kafka apache|tansu]
 
-One run, one Tansu broker, the same events (about 200 bytes each, binary-mode CloudEvents):
+One run, one broker (Apache Kafka unless ``--kafka tansu``; it prints which), the same
+events (about 200 bytes each, binary-mode CloudEvents):
 - raw:    an aiokafka consumer alone, reading and committing (the ceiling);
 - naive:  a consumer awaiting one Serve handle call per event (what a user would hand-write);
 - knray:  KafkaSource -> Broker -> one Trigger with a CESQL filter -> no-op Serve handler;
@@ -30,12 +31,12 @@ import ray
 from aiokafka import AIOKafkaConsumer
 from ray import serve
 
-from bench.pipeline import CpuMeter, kafka_to_broker
+from bench.pipeline import CpuMeter, add_kafka_option, kafka_to_broker, start_bench_kafka
 from knray import CloudEvent
 from knray.errors import ManifestWarning
 from knray.manifests import parse_manifests
 from knray.runtime import Runtime, connect
-from knray.testing.kafka import create_topics, produce_events, start_tansu
+from knray.testing.kafka import create_topics, produce_events
 
 PARTITIONS = 4
 KINDS = 10  # event types; with 100 triggers, 10 match each event
@@ -225,11 +226,12 @@ def main() -> None:
         "--naive-events", type=int, default=None, help="events for the naive run (default: all)"
     )
     parser.add_argument("--skip", nargs="*", default=[], choices=["naive", "fanout"])
+    add_kafka_option(parser)
     args = parser.parse_args()
     count = args.events
     events = make_events(count)
-    with start_tansu() as tansu:
-        bootstrap = tansu.bootstrap
+    with start_bench_kafka(args.kafka) as kafka:
+        bootstrap = kafka.bootstrap
         topic = "bench-events"
         asyncio.run(create_topics(bootstrap, [topic], partitions=PARTITIONS))
         print(f"producing {count} events ...", flush=True)

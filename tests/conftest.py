@@ -35,3 +35,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for suite, counter in counts.items():
         parts = ", ".join(f"{n} {outcome}" for outcome, n in counter.items())
         terminalreporter.write_line(f"{suite}: {parts}")
+    # Which real servers the integration tests ran on (fixtures note it on each report).
+    servers: dict[str, Counter[str]] = {}
+    for outcome in ("passed", "failed", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") != "call" and outcome == "passed":
+                continue
+            for key, value in getattr(report, "user_properties", ()):
+                if key == "server":
+                    servers.setdefault(value, Counter())[outcome] += 1
+    for server, counter in sorted(servers.items()):
+        parts = ", ".join(f"{n} {outcome}" for outcome, n in counter.items())
+        terminalreporter.write_line(f"tests on {server}: {parts}")

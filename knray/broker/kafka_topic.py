@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,22 +36,68 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def ensure_topic(config: KafkaBrokerConfig) -> None:
-    """Create the Broker's topic unless it exists (an existing topic is kept as it is)."""
+async def ensure_topic(
+    config: KafkaBrokerConfig, client_options: Mapping[str, Any] | None = None
+) -> None:
+    """Create the Broker's topic unless it exists (an existing topic is kept as it is), with
+    the topic configs of ``default.topic.config.*``. ``client_options`` (security) go to
+    aiokafka's admin client."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=list(config.bootstrap_servers), request_timeout_ms=_TIMEOUT_MS
+        bootstrap_servers=list(config.bootstrap_servers),
+        request_timeout_ms=_TIMEOUT_MS,
+        **dict(client_options or {}),
     )
     await admin.start()
     try:
+        topic = NewTopic(
+            config.topic,
+            config.partitions,
+            config.replication_factor,
+            topic_configs=dict(config.topic_configs) or None,
+        )
         with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics(
-                [NewTopic(config.topic, config.partitions, config.replication_factor)]
-            )
+            await admin.create_topics([topic])
     finally:
         await admin.close()
 
 
-async def start_group_at_end(config: KafkaBrokerConfig, group: str) -> dict[int, int]:
+async def _topic_partitions(
+    config: KafkaBrokerConfig,
+    client_options: Mapping[str, Any] | None = None,
+    timeout_s: float = 10.0,
+) -> list[int]:
+    """The partitions of the Broker's topic, asked of the cluster itself.
+
+    A consumer's cached metadata does not learn of a topic created after it connected
+    (``topics()`` fetches metadata without keeping it), and Apache Kafka may answer a
+    describe with "unknown topic" for a moment after the topic was created: ask again.
+    """
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=list(config.bootstrap_servers),
+        request_timeout_ms=_TIMEOUT_MS,
+        **dict(client_options or {}),
+    )
+    await admin.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            (described,) = await admin.describe_topics([config.topic])
+            partitions = sorted(p["partition"] for p in described["partitions"])
+            if described["error_code"] == 0 and partitions:
+                return partitions
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(
+                    f"topic {config.topic} has no partitions (Kafka error code "
+                    f"{described['error_code']})"
+                )
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
+async def start_group_at_end(
+    config: KafkaBrokerConfig, group: str, client_options: Mapping[str, Any] | None = None
+) -> dict[int, int]:
     """Commit the end of every partition for ``group`` when it has no committed offset yet.
 
     Returns the offsets committed by this call (empty when the group had offsets already).
@@ -61,19 +107,12 @@ async def start_group_at_end(config: KafkaBrokerConfig, group: str) -> dict[int,
         group_id=group,
         enable_auto_commit=False,
         request_timeout_ms=_TIMEOUT_MS,
+        **dict(client_options or {}),
     )
-    await consumer.start()
     try:
-        partitions: set[int] | None = None
-        for _ in range(50):  # a topic just created may take a moment to appear in metadata
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(config.topic)
-            if partitions:
-                break
-            await asyncio.sleep(0.1)
-        if not partitions:
-            raise RuntimeError(f"topic {config.topic} has no partitions")
-        tps = [TopicPartition(config.topic, p) for p in sorted(partitions)]
+        await consumer.start()
+        partitions = await _topic_partitions(config, client_options)
+        tps = [TopicPartition(config.topic, p) for p in partitions]
         consumer.assign(tps)
         committed = [await consumer.committed(tp) for tp in tps]
         if any(offset is not None for offset in committed):
@@ -90,7 +129,8 @@ class KafkaTopicWriter:
 
     ``deliver`` stamps each event as the broker's ingress (unless ``stamped``), drops the ones
     whose TTL is exhausted, and returns DELIVERED for each event the topic acknowledged
-    (``acks=all``), FAILED for the others (the sender retries).
+    (``acks=all``), FAILED for the others (the sender retries). ``client_options`` (security)
+    go to the admin client and the producer.
     """
 
     def __init__(
@@ -100,15 +140,18 @@ class KafkaTopicWriter:
         default_ttl: int = DEFAULT_TTL,
         clock: Callable[[], datetime] = _utcnow,
         producer_options: dict[str, Any] | None = None,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config
         self._default_ttl = default_ttl
         self._clock = clock
+        self._client_options = dict(client_options or {})
         self._options = {
             "bootstrap_servers": list(config.bootstrap_servers),
             "acks": "all",
             "enable_idempotence": False,
             "linger_ms": 1,
+            **self._client_options,
             **(producer_options or {}),
         }
         self._producer: Any = None
@@ -120,9 +163,13 @@ class KafkaTopicWriter:
         async with self._lock:
             if self._producer is not None:
                 return
-            await ensure_topic(self.config)
+            await ensure_topic(self.config, self._client_options)
             producer = AIOKafkaProducer(**self._options)
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()  # a failed start leaves connections to close
+                raise
             self._producer = producer
 
     async def close(self) -> None:

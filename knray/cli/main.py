@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from knray.broker.kafka_class import kafka_broker_config_warnings
 from knray.cli.demo import add_demo_command
 from knray.cli.kuberay import add_kuberay_command
 from knray.cli.run import add_run_command
@@ -34,7 +35,11 @@ def _validate(args: argparse.Namespace) -> int:
             for problem in error.problems:
                 print(f"error: {problem}", file=sys.stderr)
             continue
-        found: list[FieldProblem] = [*loaded.warnings, *check_references(loaded.resources)]
+        found: list[FieldProblem] = [
+            *loaded.warnings,
+            *check_references(loaded.resources),
+            *kafka_broker_config_warnings(loaded.resources),
+        ]
         for problem in found:
             print(f"warning: {problem}", file=sys.stderr)
         if args.strict and found:

@@ -16,7 +16,7 @@ from typing import Any
 from rich.console import Console
 
 from knray.broker.http_ingress import DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES
-from knray.broker.kafka_class import kafka_broker_configs
+from knray.broker.kafka_class import kafka_broker_config_warnings, kafka_broker_configs
 from knray.errors import ManifestError, ManifestWarning
 from knray.manifests import KafkaSource, Resource, parse_manifests
 
@@ -31,6 +31,9 @@ def load_for_run(paths: list[str], console: Console) -> list[Resource]:
         for problem in loaded.warnings:
             console.print(f"[yellow]warning[/]: {problem}", highlight=False)
         resources.extend(loaded.resources)
+    # Keys of a Kafka Broker's ConfigMap that knray does not read (a check across files).
+    for problem in kafka_broker_config_warnings(resources):
+        console.print(f"[yellow]warning[/]: {problem}", highlight=False)
     return resources
 
 

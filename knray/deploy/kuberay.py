@@ -10,8 +10,9 @@ What is rendered, and why:
   :data:`MANIFESTS_DIR`, read by ``knray run -f``; for a RayService inline in
   ``serveConfigV2`` (``args.manifests``), so that a changed manifest is a changed RayService,
   which KubeRay applies to the running Serve application in place.
-- Kafka credentials: every ``secretKeyRef`` of a KafkaSource's ``spec.net`` becomes an
-  environment variable ``valueFrom.secretKeyRef`` on every pod, named as knray's
+- Kafka credentials: every ``secretKeyRef`` of a KafkaSource's ``spec.net``, and every key
+  Knative reads from a Kafka Broker's ``auth.secret.ref.name`` Secret, becomes an environment
+  variable ``valueFrom.secretKeyRef`` on every pod, named as knray's
   :class:`~knray.sources.kafka_security.SecretResolver` looks it up. Values are never inlined.
 """
 
@@ -25,6 +26,7 @@ from typing import Any, Final
 
 import yaml
 
+from knray.broker.kafka_class import AUTH_SECRET_KEYS, kafka_broker_auth_secrets
 from knray.deploy.sizing import UNBOUNDED_MAX_SCALE, WorkerShape, size_worker_group
 from knray.errors import FieldProblem, ManifestError
 from knray.manifests import KafkaSource, KnativeService, Resource
@@ -97,8 +99,22 @@ class RenderOptions:
 
 def kafka_secret_env(resources: Sequence[Resource]) -> list[dict[str, Any]]:
     """``env`` entries (``valueFrom.secretKeyRef``) for every Secret key a KafkaSource's
-    ``spec.net`` references, sorted and without duplicates."""
+    ``spec.net`` references and every key of a Kafka Broker's auth Secret (all optional but
+    ``protocol``: which are there depends on the protocol), sorted and without duplicates."""
     refs: dict[str, dict[str, Any]] = {}
+
+    def add(name: str, key: str, optional: bool | None) -> None:
+        env_name = _SECRET_ENV_PREFIX + _NOT_ALNUM.sub("_", f"{name}_{key}".upper())
+        ref: dict[str, Any] = {"name": name, "key": key}
+        if optional:
+            ref["optional"] = True
+        previous = refs.get(env_name)
+        if previous is None or previous.get("optional", False):
+            refs[env_name] = ref  # a required reference wins over an optional one
+
+    for secret in kafka_broker_auth_secrets(resources):
+        for key in AUTH_SECRET_KEYS:
+            add(secret, key, optional=key != "protocol")
     for resource in resources:
         if not isinstance(resource, KafkaSource):
             continue
@@ -111,19 +127,9 @@ def kafka_secret_env(resources: Sequence[Resource]) -> list[dict[str, Any]]:
         if net.tls.enable:
             values += [net.tls.ca_cert, net.tls.cert, net.tls.key]
         for value in values:
-            if value is None or value.secret_key_ref is None:
-                continue
-            selector = value.secret_key_ref
-            env_name = _SECRET_ENV_PREFIX + _NOT_ALNUM.sub(
-                "_", f"{selector.name}_{selector.key}".upper()
-            )
-            ref: dict[str, Any] = {"name": selector.name, "key": selector.key}
-            if selector.optional:
-                ref["optional"] = True
-            previous = refs.get(env_name)
-            if previous is not None and not previous.get("optional", False):
-                continue  # a required reference wins over an optional one
-            refs[env_name] = ref
+            if value is not None and value.secret_key_ref is not None:
+                selector = value.secret_key_ref
+                add(selector.name, selector.key, selector.optional)
     return [
         {"name": name, "valueFrom": {"secretKeyRef": ref}} for name, ref in sorted(refs.items())
     ]

@@ -5,6 +5,11 @@ replies and the HTTP ingress reach them the same way) append events to the Broke
 Each Trigger is a consumer group of that topic (``knray.sources.kafka.KafkaConsumer``) whose
 sink is a one-route Dispatcher: the Trigger's filter, subscriber and delivery; its replies go
 back to the topic through the Broker's actors, so every Trigger sees them.
+
+Kafka credentials (the Secret of ``auth.secret.ref.name``) are read in each actor, from its own
+environment or secrets folder (a :class:`SecretResolver` crosses to the actors, never a value),
+when the actor starts its clients: a missing key or a refused connection is an error of
+``ready()``/``start()``, which :func:`get_explained` gives to ``Runtime.apply`` as it is.
 """
 
 from __future__ import annotations
@@ -21,20 +26,56 @@ import ray
 
 from knray.broker import Outcome, Subscriber
 from knray.broker.dispatcher import Dispatcher, Route
-from knray.broker.kafka_class import KafkaBrokerConfig, trigger_group, trigger_source
+from knray.broker.kafka_class import (
+    AUTH_SECRET_KEY,
+    KafkaBrokerConfig,
+    trigger_group,
+    trigger_source,
+)
 from knray.broker.kafka_topic import KafkaTopicWriter, start_group_at_end
 from knray.broker.outcome import PackedOutcomes, pack_outcomes
+from knray.errors import KnrayError
 from knray.events import CloudEvent
 from knray.events.packed import PackedEvents, unpack_events
 from knray.runtime.names import RAY_NAMESPACE, kafka_trigger_actor_name
 from knray.runtime.plan import BrokerPlan, ServicePlan, TargetKind, TargetRef, TriggerPlan
 from knray.runtime.targets import broker_pool, subscriber_for
 from knray.sources.kafka import KafkaConsumer
+from knray.sources.kafka_connect import connect_or_explain
+from knray.sources.kafka_security import KafkaSecurity, SecretResolver, broker_secret_security
 
-__all__ = ["KafkaBrokerActor", "KafkaTriggerActor", "KafkaTriggers"]
+__all__ = [
+    "KafkaBrokerActor",
+    "KafkaTriggerActor",
+    "KafkaTriggers",
+    "broker_security",
+    "get_explained",
+]
 
 _log = logging.getLogger(__name__)
 _STOP_TIMEOUT_S = 60.0
+
+
+def broker_security(
+    broker: str, config: KafkaBrokerConfig, secrets: SecretResolver | None = None
+) -> KafkaSecurity:
+    """How the clients of Kafka-class Broker ``broker`` (``namespace/name``) connect: as its
+    auth Secret says, else PLAINTEXT. Errors name the Broker and the ConfigMap key."""
+    if config.auth_secret is None:
+        return KafkaSecurity()
+    where = f"Broker {broker}: ConfigMap {config.config_map} {AUTH_SECRET_KEY}"
+    return broker_secret_security(config.auth_secret, secrets or SecretResolver(), where)
+
+
+def get_explained(refs: Any, timeout: float | None = None) -> Any:
+    """``ray.get``, raising a knray error of a remote call as itself: its message names the
+    resource and the cause, and reads better than Ray's wrapping with a remote traceback."""
+    try:
+        return ray.get(refs, timeout=timeout)
+    except ray.exceptions.RayTaskError as error:
+        if isinstance(error.cause, KnrayError):
+            raise error.cause from None
+        raise
 
 
 class KafkaBrokerActor:
@@ -46,14 +87,28 @@ class KafkaBrokerActor:
         services: Mapping[str, ServicePlan],
         pool_size: int,
         config: KafkaBrokerConfig,
+        secrets: SecretResolver | None = None,
     ) -> None:
         logging.basicConfig(level=logging.INFO)
         del services, pool_size  # the Triggers' consumers deliver, not this actor
         self._key = plan.key
-        self._writer = KafkaTopicWriter(config)
+        self._config = config
+        self._secrets = secrets
+        self._writer: KafkaTopicWriter | None = None
+        self._starting = asyncio.Lock()
+
+    async def _started(self) -> KafkaTopicWriter:
+        async with self._starting:  # one writer, however many calls arrive first
+            if self._writer is None:
+                security = broker_security(self._key, self._config, self._secrets)
+                writer = KafkaTopicWriter(self._config, client_options=security.client_options())
+                servers = list(self._config.bootstrap_servers)
+                await connect_or_explain(writer.start(), f"Broker {self._key}", servers, security)
+                self._writer = writer
+            return self._writer
 
     async def deliver(self, events: Sequence[CloudEvent], stamped: bool = False) -> list[Outcome]:
-        return await self._writer.deliver(events, stamped=stamped)
+        return await (await self._started()).deliver(events, stamped=stamped)
 
     async def deliver_packed(self, packed: PackedEvents, stamped: bool = False) -> PackedOutcomes:
         """``deliver`` in the wire form the pool uses (see knray.events.packed)."""
@@ -69,10 +124,11 @@ class KafkaBrokerActor:
         return []
 
     async def stats(self) -> dict[str, Any]:
-        return {"broker": self._key, "routes": {}, "totals": self._writer.stats()}
+        totals = self._writer.stats() if self._writer is not None else {}
+        return {"broker": self._key, "routes": {}, "totals": totals}
 
     async def ready(self) -> bool:
-        await self._writer.start()  # the topic exists before anything is sent
+        await self._started()  # the topic exists before anything is sent
         return True
 
 
@@ -107,6 +163,7 @@ class KafkaTriggerActor:
         config: KafkaBrokerConfig,
         *,
         consumer_options: Mapping[str, Any] | None = None,
+        secrets: SecretResolver | None = None,
     ) -> None:
         logging.basicConfig(level=logging.INFO)
         subscriber = _subscriber(trigger.subscriber, services, pool_size)
@@ -126,22 +183,36 @@ class KafkaTriggerActor:
         )
         self._config = config
         self._group = trigger_group(trigger.trigger)
-        self._consumer = KafkaConsumer(
-            trigger_source(trigger.trigger, config),
-            _StampedSink(self._dispatcher),
-            **dict(consumer_options or {}),
-        )
+        self._broker = broker.key
+        self._what = f"Broker {broker.key} (Trigger {trigger.key})"
+        self._source = trigger_source(trigger.trigger, config)
+        self._sink = _StampedSink(self._dispatcher)
+        self._options = dict(consumer_options or {})
+        self._secrets = secrets
+        self._consumer: KafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         gc.freeze()  # see knray.runtime.actors.BrokerActor
 
     async def start(self) -> None:
         if self._task is None:
-            placed = await start_group_at_end(self._config, self._group)
+            # The Broker's credentials, read here so that a problem is start()'s error.
+            security = broker_security(self._broker, self._config, self._secrets)
+            self._consumer = KafkaConsumer(
+                self._source, self._sink, security=security, **self._options
+            )
+            placed = await connect_or_explain(
+                start_group_at_end(self._config, self._group, security.client_options()),
+                self._what,
+                list(self._config.bootstrap_servers),
+                security,
+            )
             if placed:
                 _log.info("consumer group %s starts at %s", self._group, placed)
             self._task = asyncio.create_task(self._consumer.run())
 
     async def stop(self, drain: bool = True) -> dict[str, Any]:
+        if self._consumer is None:
+            return {}
         await self._consumer.stop(drain=drain)
         if self._task is not None:
             try:
@@ -153,7 +224,8 @@ class KafkaTriggerActor:
         return self._consumer.stats()
 
     async def stats(self) -> dict[str, Any]:
-        return {"consumer": self._consumer.stats(), "dispatch": self._dispatcher.stats()}
+        consumer = self._consumer.stats() if self._consumer is not None else {}
+        return {"consumer": consumer, "dispatch": self._dispatcher.stats()}
 
     async def recent(
         self, route_key: str | None = None, limit: int | None = None
@@ -175,9 +247,15 @@ class _TriggerRun:
 class KafkaTriggers:
     """The Trigger consumer actors of every Kafka-class Broker (used by the Runtime)."""
 
-    def __init__(self, pool_size: int, consumer_options: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        pool_size: int,
+        consumer_options: Mapping[str, Any],
+        secrets: SecretResolver | None = None,
+    ) -> None:
         self._pool_size = pool_size
         self._consumer_options = dict(consumer_options)
+        self._secrets = secrets
         self._runs: dict[str, _TriggerRun] = {}
         self._handles: dict[str, Any] = {}
         self._services: Mapping[str, ServicePlan] = {}
@@ -208,7 +286,7 @@ class KafkaTriggers:
                 self._handles[key] = self._actor(key, run)
                 self._runs[key] = run
                 started.append(self._handles[key])
-        ray.get([h.start.remote() for h in started])
+        get_explained([h.start.remote() for h in started])
 
     def _actor(self, key: str, run: _TriggerRun) -> Any:
         remote: Any = ray.remote(KafkaTriggerActor)
@@ -224,6 +302,7 @@ class KafkaTriggers:
             self._pool_size,
             run.config,
             consumer_options=self._consumer_options,
+            secrets=self._secrets,
         )
 
     def _stop(self, key: str, *, drain: bool) -> dict[str, Any]:
@@ -262,7 +341,7 @@ class KafkaTriggers:
                 continue
             _log.warning("Trigger consumer %s died: starting a replacement", key)
             replacement = self._actor(key, self._runs[key])
-            ray.get(replacement.start.remote())
+            get_explained(replacement.start.remote())
             self._handles[key] = replacement
             replaced.append(kafka_trigger_actor_name(key))
         return replaced

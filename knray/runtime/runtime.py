@@ -28,7 +28,7 @@ from knray.events.packed import pack_events
 from knray.manifests import Resource
 from knray.runtime.actors import BrokerActor, SourceActor
 from knray.runtime.ingress import IngressActor
-from knray.runtime.kafka_broker import KafkaBrokerActor, KafkaTriggers
+from knray.runtime.kafka_broker import KafkaBrokerActor, KafkaTriggers, get_explained
 from knray.runtime.names import (
     INGRESS_ACTOR_NAME,
     RAY_NAMESPACE,
@@ -38,6 +38,7 @@ from knray.runtime.names import (
 from knray.runtime.plan import BrokerPlan, Plan, ServicePlan, SourcePlan, build_plan
 from knray.serving import delete_service, deploy_service
 from knray.serving.deployment import app_name, delete_services
+from knray.sources.kafka_security import SecretResolver
 from knray.sources.registry import SourceUnavailableError, consumer_count, consumer_factory
 
 __all__ = ["JOB_CONFIG_ENV", "Runtime", "connect", "disconnect", "in_ray_job"]
@@ -136,13 +137,17 @@ class Runtime:
         ingress_queue_capacity: int = DEFAULT_QUEUE_CAPACITY,
         services_application: str | None = None,
         source_options: Mapping[str, Mapping[str, Any]] | None = None,
+        secrets: SecretResolver | None = None,
     ) -> None:
         """``services_application``: the Serve application that already hosts the Services'
         deployments (``knray.runtime.app``); the Runtime then runs brokers and sources only,
         and leaves deploying and deleting the Services to Serve. ``bootstrap_servers`` and
         ``consumer_options`` apply to KafkaSources (the latter are KafkaConsumer keywords);
         ``source_options`` maps a source kind to its consumer's keywords, e.g.
-        ``{"PingSource": {"clock": ScaledClock.starting_now(60)}}``."""
+        ``{"PingSource": {"clock": ScaledClock.starting_now(60)}}``. ``secrets`` resolves the
+        Kafka credentials of KafkaSources and Kafka-class Brokers in their actors (default:
+        each actor's environment, see ``knray.sources.kafka_security``); it is sent to the
+        actors, so give it a ``secrets_dir``, not values."""
         if dispatchers_per_broker < 1:
             raise ValueError("dispatchers_per_broker must be at least 1")
         self.dispatchers_per_broker = dispatchers_per_broker
@@ -157,7 +162,8 @@ class Runtime:
         self.source_options = {kind: dict(o) for kind, o in (source_options or {}).items()}
         self._running = _Running()
         self._kafka_configs: dict[str, KafkaBrokerConfig] = {}
-        self._kafka_triggers = KafkaTriggers(dispatchers_per_broker, self.consumer_options)
+        self.secrets = secrets
+        self._kafka_triggers = KafkaTriggers(dispatchers_per_broker, self.consumer_options, secrets)
         self._ingress: Any = None
 
     # --- apply ---------------------------------------------------------------------------
@@ -258,7 +264,11 @@ class Runtime:
                     self._broker_actor(planned, i, services, config)
                     for i in range(self.dispatchers_per_broker)
                 ]
-                ray.get([h.ready.remote() for h in handles])
+                try:
+                    get_explained([h.ready.remote() for h in handles])
+                except BaseException:
+                    _kill_and_wait(handles)  # named actors: a next apply creates them again
+                    raise
                 self._running.brokers[planned.key] = handles
             elif old.broker(planned.key) != planned:
                 ray.get([h.update.remote(planned, services) for h in handles])
@@ -275,7 +285,7 @@ class Runtime:
         config: KafkaBrokerConfig | None,
     ) -> Any:
         remote: Any = ray.remote(BrokerActor if config is None else KafkaBrokerActor)
-        extra = () if config is None else (config,)
+        extra = () if config is None else (config, self.secrets)
         return remote.options(
             name=broker_actor_name(planned.key, index),
             namespace=RAY_NAMESPACE,
@@ -315,6 +325,8 @@ class Runtime:
         options = dict(self.source_options.get(kind, {}))
         if kind == "KafkaSource":
             options = {**self.consumer_options, **options}
+            if self.secrets is not None:
+                options.setdefault("secrets", self.secrets)
             if self.bootstrap_servers:
                 options["bootstrap_servers"] = self.bootstrap_servers
         return options
@@ -347,7 +359,7 @@ class Runtime:
                 _log.warning("dispatcher actor %s died: starting a replacement", name)
                 config = self._kafka_configs.get(key)
                 replacement = self._broker_actor(planned, index, self._running.services, config)
-                ray.get(replacement.ready.remote())
+                get_explained(replacement.ready.remote())
                 handles[index] = replacement
                 replaced.append(name)
         replaced.extend(self._kafka_triggers.heal(_alive))

@@ -28,8 +28,9 @@ from knray.events.kafka import KafkaRecord
 from knray.manifests.base import Resource
 from knray.manifests.kafka_source import KafkaSource, Ordering
 from knray.sources.background import BackgroundTasks
+from knray.sources.kafka_connect import connect_or_explain
 from knray.sources.kafka_records import RecordMapper
-from knray.sources.kafka_security import SecretResolver, kafka_client_options
+from knray.sources.kafka_security import KafkaSecurity, SecretResolver, kafka_source_security
 from knray.sources.offsets import OffsetTracker, PartitionOffsets
 from knray.sources.source import send_to_sink
 
@@ -65,6 +66,8 @@ class KafkaConsumer:
     buffered per partition (ordered); ``linger_s`` waits that long for a fuller batch;
     ``max_in_flight`` (default 4 x ``batch_size``) caps events handed out and not finished
     (unordered). ``consumer_options`` are passed on to ``aiokafka.AIOKafkaConsumer``.
+    ``security`` replaces what ``spec.net`` says (a Kafka-class Broker's Trigger connects as
+    its Broker); ``secrets`` resolves ``spec.net``'s Secret references.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class KafkaConsumer:
         drain_timeout_s: float = 30.0,
         revoke_timeout_s: float = 5.0,
         secrets: SecretResolver | None = None,
+        security: KafkaSecurity | None = None,
         client_id: str | None = None,
         consumer_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -102,6 +106,9 @@ class KafkaConsumer:
         self.revoke_timeout_s = revoke_timeout_s
         self._mapper = RecordMapper.for_source(source)
         servers = bootstrap_servers or list(source.spec.bootstrap_servers)
+        self._security = security or kafka_source_security(
+            source.spec.net, secrets or SecretResolver()
+        )
         self._options: dict[str, Any] = {
             "bootstrap_servers": servers,
             "group_id": source.consumer_group,
@@ -109,7 +116,7 @@ class KafkaConsumer:
             "enable_auto_commit": False,
             # initialOffset applies when the group has no committed offset (Knative docs).
             "auto_offset_reset": source.spec.initial_offset.value,
-            **kafka_client_options(source.spec.net, secrets or SecretResolver()),
+            **self._security.client_options(),
             **(consumer_options or {}),
         }
         self._consumer: Any = None
@@ -142,7 +149,10 @@ class KafkaConsumer:
         self._consumer = consumer
         consumer.subscribe(list(self.source.spec.topics), listener=_Listener(self))
         try:
-            await consumer.start()
+            # A failure to connect says why, naming this source (aiokafka only logs the cause).
+            what = f"{self.source.KIND} {self.source.namespace}/{self.source.name}"
+            servers = self._options["bootstrap_servers"]
+            await connect_or_explain(consumer.start(), what, servers, self._security)
             self._tasks.spawn(self._commit_loop())
             await self._fetch_loop()
             await self._shutdown(drain=self._drain)

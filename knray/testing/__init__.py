@@ -1,7 +1,8 @@
 """Test kit: an in-memory broker for handler tests (no Ray, no Kafka), and real
-infrastructure for integration tests (a local Kafka-protocol broker).
+infrastructure for integration tests: Apache Kafka 4 or Tansu (``start_kafka``) and Apache
+RocketMQ 5 (``start_rocketmq``), started on loopback ports.
 
-``import knray.testing`` stays light: the Kafka kit (aiokafka) loads on first use of its names.
+``import knray.testing`` stays light: the server kits load on first use of their names.
 """
 
 from __future__ import annotations
@@ -18,28 +19,49 @@ from knray.testing.memory import (
 
 if TYPE_CHECKING:
     from knray.testing.kafka import (
+        ApacheKafka,
+        KafkaServer,
+        MissingToolError,
+        ServerStartError,
         TansuBroker,
         TansuStartError,
         create_topics,
         produce_events,
+        start_kafka,
         start_tansu,
     )
 
 __all__ = [
+    "ApacheKafka",
     "Attempt",
     "HandlerSubscriber",
     "InMemoryBroker",
+    "KafkaServer",
+    "MissingToolError",
     "RecordingSink",
+    "ServerStartError",
     "TansuBroker",
     "TansuStartError",
     "create_topics",
     "make_event",
     "produce_events",
+    "start_kafka",
     "start_tansu",
 ]
 
 _KAFKA_KIT = frozenset(
-    {"TansuBroker", "TansuStartError", "create_topics", "produce_events", "start_tansu"}
+    {
+        "ApacheKafka",
+        "KafkaServer",
+        "MissingToolError",
+        "ServerStartError",
+        "TansuBroker",
+        "TansuStartError",
+        "create_topics",
+        "produce_events",
+        "start_kafka",
+        "start_tansu",
+    }
 )
 
 

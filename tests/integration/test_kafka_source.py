@@ -1,4 +1,5 @@
-"""KafkaConsumer against a real Kafka-protocol broker (Tansu unless KNRAY_TEST_KAFKA_BOOTSTRAP)."""
+"""KafkaConsumer against real Kafka-protocol brokers: the contract suite, run on Apache Kafka
+and on Tansu (``KNRAY_TEST_KAFKA`` picks one)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ from knray.manifests.kafka_source import KafkaSource
 from knray.sources import KafkaConsumer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def kafka_bootstrap(kafka_contract_bootstrap: str) -> str:
+    """Every test of this module runs on each broker of the contract suite."""
+    return kafka_contract_bootstrap
+
 
 TopicFactory = Callable[..., Awaitable[str]]
 DELIVERED = Outcome(DeliveryStatus.DELIVERED)
@@ -84,12 +92,13 @@ def make_source(
     group: str | None = None,
     name: str = "orders",
     extensions: dict[str, str] | None = None,
+    initial_offset: str = "earliest",
 ) -> KafkaSource:
     spec: dict[str, Any] = {
         "bootstrapServers": [bootstrap],
         "topics": topics,
         "consumerGroup": group or f"group-{uuid.uuid4().hex[:8]}",
-        "initialOffset": "earliest",
+        "initialOffset": initial_offset,
         "ordering": ordering,
         "sink": {"uri": "http://sink.example/"},
     }
@@ -113,8 +122,11 @@ async def produce(
     partition: int | None = None,
     key: Callable[[int], bytes | None] | None = None,
     headers: list[tuple[str, bytes]] | None = None,
+    compression: str | None = None,
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, compression_type=compression
+    )
     await producer.start()
     try:
         futures = [
@@ -308,6 +320,57 @@ async def test_commit_on_stop_then_a_new_member_gets_nothing_old(
     await consumer.stop()
     await task
     assert sorted(second.data()) == sorted(f"new-{i}" for i in range(10))
+
+
+async def test_latest_initial_offset_skips_what_was_there_before_the_group(
+    kafka_bootstrap: str, kafka_topic: TopicFactory
+) -> None:
+    # Knative: initialOffset applies to a group without committed offsets; ``latest`` means
+    # only records produced after the consumer group starts (Kafka's auto.offset.reset).
+    topic = await kafka_topic(partitions=2)
+    await produce(kafka_bootstrap, topic, [f"old-{i}" for i in range(200)])
+    sink = RecordingSink()
+    consumer = KafkaConsumer(
+        make_source(kafka_bootstrap, [topic], initial_offset="latest"),
+        sink,
+        consumer_options=FAST_GROUP,
+    )
+    task = start(consumer)
+    # The group's start position is fixed some time after it joins: keep producing until new
+    # records arrive, then every later record must arrive and no old one ever.
+    produced = 0
+    deadline = time.monotonic() + 30
+    while not sink.events:
+        assert time.monotonic() < deadline, "no record produced after the start arrived"
+        await produce(kafka_bootstrap, topic, [f"new-{produced}"])
+        produced += 1
+        await asyncio.sleep(0.2)
+    await produce(kafka_bootstrap, topic, [f"after-{i}" for i in range(20)])
+    await wait_until(
+        lambda: {f"after-{i}" for i in range(20)} <= set(sink.data()), 30, "the later records"
+    )
+    await consumer.stop()
+    await task
+    assert not [value for value in sink.data() if value.startswith("old-")]
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+async def test_compressed_records_become_events(
+    kafka_bootstrap: str, kafka_topic: TopicFactory, codec: str
+) -> None:
+    # Producers often compress (Kafka's compression.type); the broker keeps the producer's
+    # codec, so the source must read all four.
+    topic = await kafka_topic(partitions=1)
+    values = [f"{codec}-{i}-" + "x" * 200 for i in range(50)]
+    await produce(kafka_bootstrap, topic, values, compression=codec)
+    sink = RecordingSink()
+    consumer = KafkaConsumer(make_source(kafka_bootstrap, [topic]), sink)
+    task = start(consumer)
+    await wait_until(lambda: _has(sink, 50), 30, "50 events")
+    await consumer.stop()
+    await task
+    assert sink.data() == values
+    assert consumer.stats()["dropped"] == 0
 
 
 async def test_two_members_of_one_group_split_the_partitions(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from knray.broker.http_ingress import broker_from_path
 from knray.broker.kafka_class import (
     KafkaBrokerConfig,
     broker_topic,
+    kafka_broker_config_warnings,
     kafka_broker_configs,
     trigger_group,
     trigger_source,
 )
-from knray.errors import ManifestError
+from knray.errors import ManifestError, ManifestWarning
 from knray.manifests import Broker, KafkaSource, Trigger, load_manifests
 
 BROKER = """\
@@ -60,8 +63,57 @@ def test_config_comes_from_the_configmap_the_broker_names() -> None:
     )
     found = configs(BROKER.format(cls="Kafka", spec=SPEC) + CONFIG.format(data=data))
     assert found == {
-        "shop/orders": KafkaBrokerConfig(("k1:9092", "k2:9092"), "knative-broker-shop-orders", 3, 2)
+        "shop/orders": KafkaBrokerConfig(
+            ("k1:9092", "k2:9092"),
+            "knative-broker-shop-orders",
+            3,
+            2,
+            config_map="knative-eventing/kafka-broker-config",
+        )
     }
+
+
+def test_topic_configs_and_the_auth_secret_are_read_as_knative_reads_them() -> None:
+    data = (
+        '  bootstrap.servers: "k1:9092"\n'
+        '  default.topic.config.retention.ms: "3600000"\n'
+        '  default.topic.config.cleanup.policy: "delete"\n'
+        "  auth.secret.ref.name: kafka-auth\n"
+    )
+    text = BROKER.format(cls="Kafka", spec=SPEC) + CONFIG.format(data=data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ManifestWarning)  # every key is known: no warning
+        config = configs(text)["shop/orders"]
+    assert config.topic_configs == (("cleanup.policy", "delete"), ("retention.ms", "3600000"))
+    assert config.auth_secret == "kafka-auth"
+    assert kafka_broker_config_warnings(load_manifests(text)) == []
+    empty = CONFIG.format(data='  bootstrap.servers: "k1:9092"\n  auth.secret.ref.name: ""\n')
+    with pytest.raises(ManifestError, match=r"data: auth.secret.ref.name: empty"):
+        configs(BROKER.format(cls="Kafka", spec=SPEC) + empty)
+
+
+def test_every_key_knray_does_not_read_is_a_warning_naming_it() -> None:
+    data = (
+        '  bootstrap.servers: "k1:9092"\n'
+        "  auth.secret.ref.namespace: other\n"
+        '  default.topic.replicas: "3"\n'
+    )
+    second_broker = BROKER.format(cls="Kafka", spec=SPEC).replace("name: orders", "name: refunds")
+    text = BROKER.format(cls="Kafka", spec=SPEC) + second_broker + CONFIG.format(data=data)
+    found = kafka_broker_config_warnings(load_manifests(text))
+    # Once per ConfigMap, whatever the number of Brokers naming it.
+    assert [str(problem) for problem in found] == [
+        "ConfigMap/knative-eventing/kafka-broker-config: data[auth.secret.ref.namespace]: "
+        "ignored for a Broker, as in Knative: its Secret is read from the ConfigMap's namespace "
+        "(this key is a KafkaChannel's)",
+        "ConfigMap/knative-eventing/kafka-broker-config: data[default.topic.replicas]: not a key "
+        "of Knative's kafka-broker-config; ignored (knray reads auth.secret.ref.name, "
+        "bootstrap.servers, default.topic.partitions, default.topic.replication.factor and "
+        "default.topic.config.<name>)",
+    ]
+    with pytest.warns(ManifestWarning) as caught:
+        configs(text)
+    assert [str(w.message) for w in caught] == [str(problem) for problem in found]
 
 
 def test_bootstrap_override_replaces_the_configmap_and_makes_it_optional() -> None:

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from knray.cli.main import main
+
 REPO = Path(__file__).resolve().parents[3]
 
 BAD = """\
@@ -73,3 +77,34 @@ def test_validate_requires_a_path() -> None:
     result = _knray("validate")
     assert result.returncode == 2
     assert "-f" in result.stderr
+
+
+KAFKA_BROKER = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: kafka-broker-config}
+data:
+  bootstrap.servers: "kafka:9092"
+  auth.secret.ref.name: kafka-auth
+  default.topic.retention: "1h"
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+  annotations: {eventing.knative.dev/broker.class: Kafka}
+spec:
+  config: {apiVersion: v1, kind: ConfigMap, name: kafka-broker-config}
+"""
+
+
+def test_validate_warns_of_a_kafka_broker_config_key_knray_does_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "kafka-broker.yaml"
+    path.write_text(KAFKA_BROKER)
+    assert main(["validate", "-f", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: ConfigMap/default/kafka-broker-config: data[default.topic.retention]" in err
+    assert "data[auth.secret.ref.name]" not in err  # a key knray reads
+    assert main(["validate", "--strict", "-f", str(path)]) == 1

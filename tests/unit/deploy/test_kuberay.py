@@ -166,6 +166,48 @@ def test_kafka_credentials_are_secret_references_never_values(kind: RenderKind) 
     assert not any(d["kind"] == "Secret" for d in documents)
 
 
+def test_a_kafka_brokers_auth_secret_is_referenced_key_by_key() -> None:
+    text = textwrap.dedent("""\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: kafka-broker-config, namespace: knative-eventing}
+        data:
+          bootstrap.servers: "kafka:9092"
+          auth.secret.ref.name: kafka-auth
+        ---
+        apiVersion: eventing.knative.dev/v1
+        kind: Broker
+        metadata:
+          name: default
+          annotations: {eventing.knative.dev/broker.class: Kafka}
+        spec:
+          config:
+            apiVersion: v1
+            kind: ConfigMap
+            name: kafka-broker-config
+            namespace: knative-eventing
+        """)
+    cluster = _render(text, RenderKind.RAYCLUSTER)[-1]
+    resolver = SecretResolver(env={})
+    keys = ("protocol", "sasl.mechanism", "user", "password", "ca.crt", "user.crt", "user.key")
+    for _, template in pod_templates(cluster):
+        env = {
+            e["name"]: e["valueFrom"]["secretKeyRef"]
+            for e in template["spec"]["containers"][0]["env"]
+        }
+        # Which keys a Secret has depends on its protocol: only `protocol` is required.
+        assert env[resolver.env_name("kafka-auth", "protocol")] == {
+            "name": "kafka-auth",
+            "key": "protocol",
+        }
+        for key in keys[1:]:
+            assert env[resolver.env_name("kafka-auth", key)] == {
+                "name": "kafka-auth",
+                "key": key,
+                "optional": True,
+            }
+
+
 def test_disabled_sasl_and_tls_reference_no_secret() -> None:
     text = SASL_SOURCE.replace("enable: true", "enable: false")
     cluster = _render(text, RenderKind.RAYCLUSTER)[-1]
