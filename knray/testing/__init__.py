@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         start_kafka,
         start_tansu,
     )
+    from knray.testing.rocketmq import RocketMQServer, start_rocketmq
 
 __all__ = [
     "ApacheKafka",
@@ -39,6 +40,7 @@ __all__ = [
     "KafkaServer",
     "MissingToolError",
     "RecordingSink",
+    "RocketMQServer",
     "ServerStartError",
     "TansuBroker",
     "TansuStartError",
@@ -46,6 +48,7 @@ __all__ = [
     "make_event",
     "produce_events",
     "start_kafka",
+    "start_rocketmq",
     "start_tansu",
 ]
 
@@ -65,9 +68,16 @@ _KAFKA_KIT = frozenset(
 )
 
 
+_ROCKETMQ_KIT = frozenset({"RocketMQServer", "start_rocketmq"})
+
+
 def __getattr__(name: str) -> Any:
     if name in _KAFKA_KIT:
         from knray.testing import kafka  # noqa: PLC0415 - aiokafka only when asked for
 
         return getattr(kafka, name)
+    if name in _ROCKETMQ_KIT:
+        from knray.testing import rocketmq  # noqa: PLC0415 - only when asked for
+
+        return getattr(rocketmq, name)
     raise AttributeError(f"module 'knray.testing' has no attribute {name!r}")

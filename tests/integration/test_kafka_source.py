@@ -407,6 +407,7 @@ async def test_two_members_of_one_group_split_the_partitions(
     assert sorted(int(v) for s in sinks for v in s.data()) == list(range(count))
 
 
+@pytest.mark.timeout(240)  # above the sum of its waits: a slow run fails with their message
 async def test_a_killed_member_loses_nothing(
     kafka_bootstrap: str, kafka_topic: TopicFactory
 ) -> None:

@@ -1,22 +1,33 @@
 """RocketMQSource: mapping and the receive/ack/extend logic at the client boundary.
 
-No RocketMQ server can run here; the double below stands where Apache's SimpleConsumer does
-and keeps RocketMQ's rule: a received message not acknowledged within its invisible duration
-is received again.
+The double below stands where Apache's SimpleConsumer does and keeps RocketMQ's rule: a
+received message not acknowledged within its invisible duration is received again. The same
+behaviour against a real RocketMQ 5 is in tests/integration/sources/test_rocketmq_source.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
 
 from knray.broker.outcome import DeliveryStatus, Outcome
 from knray.events import CloudEvent
 from knray.manifests import load_manifests
 from knray.manifests.rocketmq_source import RocketMQSource
-from knray.sources.rocketmq import EVENT_TYPE, consumer, to_event
+from knray.sources.rocketmq import (
+    EVENT_TYPE,
+    KEYS_EXTENSION,
+    RocketMQClient,
+    RocketMQConnectError,
+    consumer,
+    property_extension_name,
+    to_event,
+)
 
 MANIFEST = """
 apiVersion: sources.eventing.knative.dev/v1alpha1
@@ -43,6 +54,7 @@ class Message:
     body: bytes
     tag: str | None = None
     properties: dict[str, str] = field(default_factory=dict)
+    keys: set[str] = field(default_factory=set)
     born_timestamp: int = 1_767_225_600_123  # 2026-01-01T00:00:00.123Z
 
 
@@ -55,9 +67,13 @@ class MemoryConsumer:
         self.acked: list[str] = []
         self.extended: list[str] = []
         self.started = self.stopped = False
+        self.topics: list[str] = []
 
     def startup(self) -> None:
         self.started = True
+
+    def subscribe(self, topic: str) -> None:
+        self.topics.append(topic)
 
     def receive(self, max_message_num: int, invisible_duration: int) -> list[Any]:
         assert invisible_duration > 0
@@ -141,6 +157,109 @@ def test_plain_message_mapping() -> None:
     assert event.get_data() == {"n": 1}
 
 
+def test_keys_and_user_properties_become_extensions() -> None:
+    event = to_event(
+        source(),
+        Message(
+            "7F00-3",
+            b"x",
+            keys={"order-7", "customer-2"},
+            properties={"Order-Id": "7", "region": "eu", "CE_contenttype": "text/plain"},
+        ),
+    )
+    attributes = event.get_attributes()
+    assert attributes[KEYS_EXTENSION] == "customer-2 order-7"
+    assert attributes["rocketmqpropertyorderid"] == "7"
+    assert attributes["rocketmqpropertyregion"] == "eu"
+    assert attributes["datacontenttype"] == "text/plain"  # the binding's content type property
+    assert property_extension_name("a_B-9.z") == "rocketmqpropertyab9z"
+
+
+def test_the_java_sdk_binding_passes_through() -> None:
+    # RocketmqMessageWriter (CloudEvents sdk-java): content type in CE_contenttype, and an
+    # event without data as a one-NUL body.
+    properties = {
+        "CE_specversion": "1.0",
+        "CE_id": "ce-10",
+        "CE_source": "/app",
+        "CE_type": "t.y",
+        "CE_contenttype": "application/json",
+    }
+    with_data = to_event(source(), Message("7F00-4", b'{"a":1}', properties=properties))
+    assert with_data.get_attributes()["datacontenttype"] == "application/json"
+    assert with_data.get_data() == {"a": 1}
+    without = {k: v for k, v in properties.items() if k != "CE_contenttype"}
+    empty = to_event(source(), Message("7F00-5", b"\0", properties=without))
+    assert empty.get_data() is None
+    assert empty.get_id() == "ce-10"
+
+
+async def test_an_acknowledged_message_never_has_its_lease_extended() -> None:
+    # On a real Broker, extending an acknowledged message's invisibility delivers it again.
+    memory = MemoryConsumer([Message("1", b"x")])
+    client = RocketMQClient(source(), lambda _s: memory)
+    await client.connect()
+    (message,) = await client.fetch(10, 0.1)
+    snapshot = [message]  # the lease loop's list, taken before the ack
+    await client.ack([message])
+    await client.keep(snapshot)
+    assert memory.acked == ["1"]
+    assert memory.extended == []
+    await client.close()
+
+
+async def test_a_failed_extension_keeps_the_receipt_handle() -> None:
+    # Apache's client stores the answer's (empty) handle even when the change failed.
+    class FailingChange(MemoryConsumer):
+        def change_invisible_duration(self, message: Any, invisible_duration: int) -> None:
+            message.receipt_handle = ""
+            raise RuntimeError("changeInvisibleDuration failed: status is abnormal")
+
+    memory = FailingChange([Message("1", b"x")])
+    client = RocketMQClient(source(), lambda _s: memory)
+    await client.connect()
+    (message,) = await client.fetch(10, 0.1)
+    message.receipt_handle = "0 1 30000 0 0 broker-a 0 0 0"
+    with pytest.raises(RuntimeError, match="1 of 1"):
+        await client.keep([message])
+    assert message.receipt_handle == "0 1 30000 0 0 broker-a 0 0 0"
+    await client.close()
+
+
+def test_lease_extension_can_be_turned_off() -> None:
+    # For a Proxy in local mode, which corrupts receipt handles on a second extension.
+    options: dict[str, Any] = {"make_consumer": lambda _s: MemoryConsumer([])}
+    assert consumer(source(), Sink(), 0, options).keep_interval_s == 10
+    off = consumer(source(), Sink(), 0, {**options, "extend_invisibility": False})
+    assert off.keep_interval_s is None
+
+
+async def test_connect_names_a_missing_topic_and_shuts_the_client_down() -> None:
+    class NoRoute(MemoryConsumer):
+        def subscribe(self, topic: str) -> None:
+            raise RuntimeError(f"failed to fetch topic:{topic} route.")
+
+    memory = NoRoute([])
+    client = RocketMQClient(source(), lambda _s: memory, connect_timeout_s=0.3)
+    with pytest.raises(RocketMQConnectError, match=r"127\.0\.0\.1:8081"):
+        await client.connect()
+    assert memory.stopped
+
+
+async def test_connect_names_an_unknown_group() -> None:
+    class NoSettings(MemoryConsumer):
+        def __init__(self) -> None:
+            super().__init__([])
+            self._init_settings_event = threading.Event()  # the Proxy never answers
+
+    memory = NoSettings()
+    client = RocketMQClient(source(), lambda _s: memory, connect_timeout_s=0.2)
+    with pytest.raises(RocketMQConnectError, match="group1"):
+        await client.connect()
+    assert memory.topics == ["test"]
+    assert memory.stopped
+
+
 def test_a_cloudevent_in_properties_passes_through() -> None:
     properties = {
         "CE_specversion": "1.0",
@@ -182,3 +301,4 @@ async def test_acks_only_after_outcome_and_a_dead_consumer_loses_nothing() -> No
     assert sorted(int(e.get_id()) for e in sink.events) == list(range(40))
     assert memory.started
     assert memory.stopped
+    assert set(memory.topics) == {"test"}
