@@ -22,16 +22,15 @@ from __future__ import annotations
 import base64
 import shutil
 import tempfile
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Final, Literal
 
-from knray.testing.jvm import HOST, JavaServer, ServerStartError, fetch_jars, free_port
+from knray.testing.jvm import JavaServer, fetch_jars
 from knray.testing.kafka_probe import answers_kafka
+from knray.testing.process import HOST, ServerStartError, StopsOnExit, free_port
 
 __all__ = [
     "KAFKA_VERSION",
@@ -96,7 +95,7 @@ class KafkaTLSFiles:
 
 
 @dataclass
-class ApacheKafka:
+class ApacheKafka(StopsOnExit):
     """A running Apache Kafka broker; ``stop()`` (or leaving a ``with`` block) ends it."""
 
     server: JavaServer
@@ -125,17 +124,6 @@ class ApacheKafka:
         self.server.stop(grace_s)
         if self.remove_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> ApacheKafka:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"ApacheKafka(version={self.version!r}, listeners={dict(self.listeners)!r})"
@@ -272,18 +260,9 @@ def start_apache_kafka(
     )
     listeners = {name: f"{HOST}:{port}" for name, port in ports.items() if name != "CONTROLLER"}
     kafka = ApacheKafka(server, listeners, directory, remove_data_dir=data_dir is None)
-    deadline = time.monotonic() + timeout_s
-    while not answers_kafka(HOST, ports["PLAINTEXT"]):
-        if not server.alive():
-            raise ServerStartError(
-                f"Apache Kafka exited with code {server.process.returncode}; its output "
-                f"({server.log_path}):\n{server.log_tail()}"
-            )
-        if time.monotonic() > deadline:
-            server.stop()
-            raise ServerStartError(
-                f"Apache Kafka did not answer on {kafka.bootstrap} within {timeout_s:.0f} s; "
-                f"its output ({server.log_path}):\n{server.log_tail()}"
-            )
-        time.sleep(0.1)
+    server.wait_until(
+        lambda: answers_kafka(HOST, ports["PLAINTEXT"]),
+        timeout_s,
+        f"answer Kafka requests on {kafka.bootstrap}",
+    )
     return kafka

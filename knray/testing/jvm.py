@@ -7,8 +7,7 @@ a folder under the user's cache directory (``$KNRAY_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/knray``, else ``~/.cache/knray``). A second call with the same coordinates
 reuses that folder and starts no Maven at all.
 
-:class:`JavaServer` is one started JVM: its output goes to a log file (a pipe could fill and
-block the server), ``stop()`` ends it with SIGTERM, then SIGKILL after a grace period.
+:class:`JavaServer` is one started JVM (a :class:`~knray.testing.process.ServerProcess`).
 """
 
 from __future__ import annotations
@@ -18,17 +17,22 @@ import fcntl
 import hashlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
+
+from knray.testing.process import (
+    HOST,
+    ServerProcess,
+    ServerStartError,
+    free_port,
+    port_answers,
+)
 
 __all__ = [
     "CACHE_DIR_ENV",
+    "HOST",
     "JavaServer",
     "MissingToolError",
     "ServerStartError",
@@ -40,14 +44,9 @@ __all__ = [
 ]
 
 CACHE_DIR_ENV: Final = "KNRAY_CACHE_DIR"
-HOST: Final = "127.0.0.1"
 _LOG_TAIL_CHARS: Final = 4000
 _DONE_MARKER: Final = ".complete"
 _MAVEN_TIMEOUT_S: Final = 900.0
-
-
-class ServerStartError(RuntimeError):
-    """A test server could not be fetched or started; the message says why."""
 
 
 class MissingToolError(ServerStartError):
@@ -171,30 +170,8 @@ def fetch_jars(name: str, coordinates: Sequence[str]) -> Path:
     return target
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on at the moment, on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def port_answers(port: int, host: str = HOST) -> bool:
-    """True when something accepts TCP connections on ``host:port``."""
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-class JavaServer:
+class JavaServer(ServerProcess):
     """One JVM started in its own process group, with its output in ``log_path``."""
-
-    def __init__(self, name: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-        self.name = name
-        self.process = process
-        self.log_path = log_path
 
     @classmethod
     def start(
@@ -218,71 +195,4 @@ class JavaServer:
             main_class,
             *arguments,
         ]
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
-                cwd=cwd,
-                start_new_session=True,  # stop() ends the JVM's children too
-            )
-        return cls(name, process, log_path)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self) -> str:
-        """The end of the server's output."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return text[-_LOG_TAIL_CHARS:]
-
-    def wait_for_port(self, port: int, timeout_s: float) -> None:
-        """Return once ``port`` answers; raise ServerStartError (with the log's end) when the
-        process exits first or ``timeout_s`` passes."""
-        deadline = time.monotonic() + timeout_s
-        while not port_answers(port):
-            if not self.alive():
-                raise ServerStartError(
-                    f"{self.name} exited with code {self.process.returncode}; its output "
-                    f"({self.log_path}):\n{self.log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ServerStartError(
-                    f"{self.name} did not listen on {HOST}:{port} within {timeout_s:.0f} s; "
-                    f"its output ({self.log_path}):\n{self.log_tail()}"
-                )
-            time.sleep(0.1)
-
-    def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM to the server's process group, SIGKILL after ``grace_s``."""
-        if self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=grace_s)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return cls.launch(name, command, log_path=log_path, env=env, cwd=cwd)

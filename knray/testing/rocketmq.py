@@ -32,8 +32,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from knray.testing.jvm import (
     HOST,
@@ -43,6 +42,7 @@ from knray.testing.jvm import (
     free_port,
     port_answers,
 )
+from knray.testing.process import StopsOnExit
 from knray.testing.rocketmq_remoting import (
     GET_ROUTEINFO_BY_TOPIC,
     SUCCESS,
@@ -71,7 +71,7 @@ class Message:
     properties: Mapping[str, str] = field(default_factory=dict)
 
 
-class RocketMQServer:
+class RocketMQServer(StopsOnExit):
     """A running NameServer, Broker and Proxy; stop it, or use it as a context manager."""
 
     def __init__(
@@ -177,17 +177,6 @@ class RocketMQServer:
                     f"{_ROUTE_WAIT_S:.0f} s: {header.get('remark')}"
                 )
             time.sleep(0.05)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_rocketmq(

@@ -7,34 +7,28 @@ as the reference (``knray.testing.kafka.start_kafka("apache")``).
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Literal
+from typing import Literal
 
-from knray.testing.jvm import HOST, ServerStartError, free_port
 from knray.testing.kafka_probe import answers_kafka
+from knray.testing.process import HOST, ServerProcess, ServerStartError, StopsOnExit, free_port
 
 __all__ = ["TansuBroker", "TansuStartError", "start_tansu"]
-
-_LOG_TAIL_CHARS: Final = 4000
 
 
 class TansuStartError(ServerStartError):
     """The broker did not start or did not answer Kafka requests in time."""
 
 
-class TansuBroker:
+class TansuBroker(StopsOnExit):
     """A running Tansu broker process; ``stop()`` (or leaving a ``with`` block) ends it."""
 
     kind: Literal["tansu"] = "tansu"
 
-    def __init__(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-        self.process = process
+    def __init__(self, server: ServerProcess, port: int) -> None:
+        self.server = server
         self.port = port
-        self.log_path = log_path
 
     @property
     def bootstrap(self) -> str:
@@ -43,36 +37,19 @@ class TansuBroker:
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        return self.server.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.server.log_path
 
     def log_tail(self) -> str:
         """The end of the broker's output (stdout and stderr)."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return text[-_LOG_TAIL_CHARS:]
+        return self.server.log_tail()
 
     def stop(self, grace_s: float = 5.0) -> None:
         """Terminate the process (SIGTERM), then kill it after ``grace_s``."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=grace_s)
-
-    def __enter__(self) -> TansuBroker:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self.server.stop(grace_s)
 
     def __repr__(self) -> str:
         return f"TansuBroker(bootstrap={self.bootstrap!r}, pid={self.pid})"
@@ -103,23 +80,12 @@ def start_tansu(
         "--storage-engine",
         "memory://tansu/",
     ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+    server = ServerProcess.launch("tansu", command, log_path=log_path)
+    broker = TansuBroker(server, port)
+    try:
+        server.wait_until(
+            lambda: answers_kafka(HOST, port), timeout_s, f"answer on {broker.bootstrap}"
         )
-    broker = TansuBroker(process, port, log_path)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if process.poll() is not None:
-            raise TansuStartError(
-                f"tansu exited with code {process.returncode}; output:\n{broker.log_tail()}"
-            )
-        if answers_kafka(HOST, port):
-            return broker
-        if time.monotonic() > deadline:
-            broker.stop()
-            raise TansuStartError(
-                f"tansu did not answer on {broker.bootstrap} within {timeout_s} s; "
-                f"output:\n{broker.log_tail()}"
-            )
-        time.sleep(0.05)
+    except ServerStartError as error:
+        raise TansuStartError(str(error)) from None
+    return broker
