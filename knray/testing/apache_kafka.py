@@ -130,8 +130,15 @@ class ApacheKafka(StopsOnExit):
 
 
 def _cluster_id() -> str:
-    # What `kafka-storage.sh random-uuid` prints: a UUID, URL-safe base64 without padding.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """What `kafka-storage.sh random-uuid` prints: a UUID, URL-safe base64 without padding.
+
+    Like Kafka's ``Uuid.randomUuid``, never one starting with "-": the storage tool would read
+    it as an option (seen once in about 30 starts as "--cluster-id: expected one argument").
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def _properties(
