@@ -32,7 +32,7 @@ from knray.manifests.kafka_source import KafkaSource
 from knray.runtime import Runtime
 from knray.runtime.names import RAY_NAMESPACE, broker_actor_name
 from knray.sources import KafkaConnectError, KafkaConsumer, SecretResolver
-from knray.testing.apache_kafka import ApacheKafka, ScramUser, start_apache_kafka
+from knray.testing.apache_kafka import KAFKA_VERSION, ApacheKafka, ScramUser, start_apache_kafka
 from knray.testing.kafka import create_topics, produce_events
 from tests.integration.test_ingress import FAST_GROUP, Sink, broker_yaml, eventually, load, post
 from tests.support.tls import TestCA
@@ -53,6 +53,12 @@ def _start(**options: Any) -> ApacheKafka:
         return start_apache_kafka(**options)
     except Exception as error:  # fail, never skip: the reason is the message
         pytest.fail(f"cannot start Apache Kafka: {error}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def record_server(request: pytest.FixtureRequest) -> None:
+    """Every test here runs on Apache Kafka (summed up at the end of the run)."""
+    request.node.user_properties.append(("server", f"Apache Kafka {KAFKA_VERSION}"))
 
 
 @pytest.fixture(scope="module")
