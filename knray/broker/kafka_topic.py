@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,12 +36,11 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def ensure_topic(
-    config: KafkaBrokerConfig, client_options: Mapping[str, Any] | None = None
-) -> None:
-    """Create the Broker's topic unless it exists (an existing topic is kept as it is), with
-    the topic configs of ``default.topic.config.*``. ``client_options`` (security) go to
-    aiokafka's admin client."""
+@contextlib.asynccontextmanager
+async def _admin_client(
+    config: KafkaBrokerConfig, client_options: Mapping[str, Any] | None
+) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client of the Broker's cluster (``client_options``: security)."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=list(config.bootstrap_servers),
         request_timeout_ms=_TIMEOUT_MS,
@@ -49,16 +48,26 @@ async def ensure_topic(
     )
     await admin.start()
     try:
-        topic = NewTopic(
-            config.topic,
-            config.partitions,
-            config.replication_factor,
-            topic_configs=dict(config.topic_configs) or None,
-        )
-        with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics([topic])
+        yield admin
     finally:
         await admin.close()
+
+
+async def ensure_topic(
+    config: KafkaBrokerConfig, client_options: Mapping[str, Any] | None = None
+) -> None:
+    """Create the Broker's topic unless it exists (an existing topic is kept as it is), with
+    the topic configs of ``default.topic.config.*``. ``client_options`` (security) go to
+    aiokafka's admin client."""
+    topic = NewTopic(
+        config.topic,
+        config.partitions,
+        config.replication_factor,
+        topic_configs=dict(config.topic_configs) or None,
+    )
+    async with _admin_client(config, client_options) as admin:
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics([topic])
 
 
 async def _topic_partitions(
@@ -72,13 +81,7 @@ async def _topic_partitions(
     (``topics()`` fetches metadata without keeping it), and Apache Kafka may answer a
     describe with "unknown topic" for a moment after the topic was created: ask again.
     """
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=list(config.bootstrap_servers),
-        request_timeout_ms=_TIMEOUT_MS,
-        **dict(client_options or {}),
-    )
-    await admin.start()
-    try:
+    async with _admin_client(config, client_options) as admin:
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
             (described,) = await admin.describe_topics([config.topic])
@@ -91,8 +94,6 @@ async def _topic_partitions(
                     f"{described['error_code']})"
                 )
             await asyncio.sleep(0.1)
-    finally:
-        await admin.close()
 
 
 async def start_group_at_end(

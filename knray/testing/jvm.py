@@ -22,25 +22,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
-from knray.testing.process import (
-    HOST,
-    ServerProcess,
-    ServerStartError,
-    free_port,
-    port_answers,
-)
+from knray.testing.process import ServerProcess, ServerStartError
 
 __all__ = [
     "CACHE_DIR_ENV",
-    "HOST",
     "JavaServer",
     "MissingToolError",
-    "ServerStartError",
     "cache_dir",
     "fetch_jars",
     "find_java",
-    "free_port",
-    "port_answers",
 ]
 
 CACHE_DIR_ENV: Final = "KNRAY_CACHE_DIR"

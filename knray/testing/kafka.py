@@ -21,7 +21,8 @@ from aiokafka.errors import TopicAlreadyExistsError
 from knray.events import CloudEvent
 from knray.events.kafka import to_kafka_binary, to_kafka_structured
 from knray.testing.apache_kafka import ApacheKafka, start_apache_kafka
-from knray.testing.jvm import MissingToolError, ServerStartError
+from knray.testing.jvm import MissingToolError
+from knray.testing.process import ServerStartError
 from knray.testing.tansu import TansuBroker, TansuStartError, start_tansu
 
 __all__ = [

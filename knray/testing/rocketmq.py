@@ -34,15 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from knray.testing.jvm import (
-    HOST,
-    JavaServer,
-    ServerStartError,
-    fetch_jars,
-    free_port,
-    port_answers,
-)
-from knray.testing.process import StopsOnExit
+from knray.testing.jvm import JavaServer, fetch_jars
+from knray.testing.process import HOST, ServerStartError, StopsOnExit, free_port, port_answers
 from knray.testing.rocketmq_remoting import (
     GET_ROUTEINFO_BY_TOPIC,
     SUCCESS,
