@@ -9,6 +9,8 @@ import pytest
 import ray
 from ray import serve
 
+from knray.runtime import Runtime
+
 
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
@@ -29,3 +31,12 @@ def ray_local() -> Iterator[None]:
             serve.shutdown()
         finally:
             ray.shutdown()
+
+
+@pytest.fixture
+def runtimes(ray_local: None) -> Iterator[list[Runtime]]:
+    """Runtimes a test starts (append them): shut down without draining at its end."""
+    started: list[Runtime] = []
+    yield started
+    for runtime in started:
+        runtime.shutdown(drain=False)

@@ -16,7 +16,7 @@ import textwrap
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,14 +103,6 @@ async def sink() -> AsyncIterator[Sink]:
     await server.start()
     yield server
     await server.stop()
-
-
-@pytest.fixture
-def runtimes(ray_local: None) -> Iterator[list[Runtime]]:
-    started: list[Runtime] = []
-    yield started
-    for runtime in started:
-        runtime.shutdown(drain=False)
 
 
 def load(text: str) -> list[Resource]:

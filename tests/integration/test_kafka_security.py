@@ -274,14 +274,6 @@ async def sink() -> AsyncIterator[Sink]:
     await server.stop()
 
 
-@pytest.fixture
-def runtimes(ray_local: None) -> Iterator[list[Runtime]]:
-    started: list[Runtime] = []
-    yield started
-    for runtime in started:
-        runtime.shutdown(drain=False)
-
-
 def kafka_broker_manifests(ns: str, bootstrap: str, sink_url: str) -> str:
     config = textwrap.dedent(f"""\
         apiVersion: v1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 
 from knray import CloudEvent
 from knray.testing.kafka import produce_events
-from tests.integration.cli.user_project import RECORDING_HANDLER
+from tests.integration.cli.user_project import RECORDING_HANDLER, knray_env, wait_for_received
 
 pytestmark = pytest.mark.integration
 
@@ -63,12 +62,6 @@ spec:
 """
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(RAY_ENABLE_AUTO_CONNECT="0", PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
 def _knray() -> list[str]:
     return [sys.executable, "-m", "knray.cli"]
 
@@ -101,7 +94,7 @@ async def test_knray_run_delivers_from_a_users_project_and_stops_cleanly(
     process = subprocess.Popen(
         [*_knray(), "run", "-f", "app.yaml", *options],
         cwd=project,
-        env=_env(RECEIVED_FILE=str(received), PYTHONPATH=str(REPO)),
+        env=knray_env(RECEIVED_FILE=str(received), PYTHONPATH=str(REPO)),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -109,7 +102,7 @@ async def test_knray_run_delivers_from_a_users_project_and_stops_cleanly(
         first = [_order(n) for n in range(200)]
         await produce_events(kafka_bootstrap, [(topic, event) for event in first])
         expected = {e.get_id() for e in first if _paid(e, minimum=10)}
-        await _wait_for(expected, received, process, tmp_path)
+        await wait_for_received(expected, received, process, tmp_path / "run.log")
         # The Broker's HTTP ingress: `knray run` prints its address, `knray send` posts to it.
         printed = "Broker default/default ingress: "
         output = await _wait_for_log(tmp_path / "run.log", printed, process)
@@ -118,7 +111,7 @@ async def test_knray_run_delivers_from_a_users_project_and_stops_cleanly(
         sent = await asyncio.to_thread(
             subprocess.run,
             [*_knray(), "send", "--broker-url", address, "--source", "/shop", *event],
-            env=_env(),
+            env=knray_env(),
             capture_output=True,
             text=True,
             timeout=120,
@@ -126,7 +119,7 @@ async def test_knray_run_delivers_from_a_users_project_and_stops_cleanly(
         )
         assert sent.returncode == 0, sent.stderr
         expected.add("order-by-http")
-        await _wait_for(expected, received, process, tmp_path)
+        await wait_for_received(expected, received, process, tmp_path / "run.log")
         # Editing the manifests while running re-applies them: the filter now wants >= 20.
         (project / "app.yaml").write_text(
             MANIFESTS.format(topic=topic).replace("INT(amount) >= 10", "INT(amount) >= 20")
@@ -135,7 +128,7 @@ async def test_knray_run_delivers_from_a_users_project_and_stops_cleanly(
         second = [_order(n) for n in range(200, 300)]
         await produce_events(kafka_bootstrap, [(topic, event) for event in second])
         expected |= {e.get_id() for e in second if _paid(e, minimum=20)}
-        await _wait_for(expected, received, process, tmp_path)
+        await wait_for_received(expected, received, process, tmp_path / "run.log")
         process.send_signal(signal.SIGINT)
         code = await asyncio.to_thread(process.wait, 120)
     finally:
@@ -149,19 +142,6 @@ async def test_knray_run_delivers_from_a_users_project_and_stops_cleanly(
 
 def _paid(event: CloudEvent, *, minimum: int) -> bool:
     return event.get_type() == "order.paid" and int(event["amount"]) >= minimum
-
-
-async def _wait_for(
-    expected: set[str], received: Path, process: subprocess.Popen[bytes], tmp_path: Path
-) -> None:
-    deadline = time.monotonic() + 180
-    got: set[str] = set()
-    while time.monotonic() < deadline and got != expected:
-        assert process.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
-        if received.exists():
-            got = set(received.read_text().split())
-        await asyncio.sleep(1)
-    assert got == expected
 
 
 async def _wait_for_log(log: Path, text: str, process: subprocess.Popen[bytes]) -> str:
@@ -179,7 +159,7 @@ def test_knray_demo_runs_to_a_summary_with_nothing_lost(tmp_path: Path) -> None:
     result = subprocess.run(
         [*_knray(), "demo", "--steady-events", "300", "--rate", "150", "--burst-events", "700"],
         cwd=REPO,
-        env=_env(),
+        env=knray_env(),
         capture_output=True,
         text=True,
         timeout=600,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -31,16 +30,15 @@ from knray.events import CloudEvent, to_json
 from knray.manifests import RocketMQSource
 from knray.runtime import Runtime
 from knray.sources.rocketmq import EVENT_TYPE, KEYS_EXTENSION, consumer
-from knray.testing.jvm import ServerStartError
+from knray.testing.process import ServerStartError
 from knray.testing.rocketmq import Message, RocketMQServer, start_rocketmq
-from tests.integration.cli.user_project import RECORDING_HANDLER
+from tests.integration.cli.user_project import RECORDING_HANDLER, knray_env, wait_for_received
 from tests.integration.sources.support import RecordingSink, wait_until
 from tests.integration.sources.test_sources_runtime import (  # noqa: F401 - fixtures
     HttpRecorder,
     http_sink,
     kill_mid_stream,
     load,
-    runtimes,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -265,7 +263,7 @@ async def test_messages_a_dead_consumer_held_come_back(
 async def test_killing_a_rocketmq_consumer_actor_loses_nothing(
     server: RocketMQServer,
     topic: tuple[str, str],
-    runtimes: list[Runtime],  # noqa: F811 - the fixture
+    runtimes: list[Runtime],
     http_sink: HttpRecorder,  # noqa: F811 - the fixture
 ) -> None:
     name, group = topic
@@ -345,13 +343,7 @@ async def test_knray_run_delivers_tagged_messages_through_a_trigger(
     messages = [Message(f"order {i}", tag="paid" if i % 2 else "created") for i in range(40)]
     ids = server.send_messages(name, messages)
     expected = {i for i, m in zip(ids, messages, strict=True) if m.tag == "paid"}
-    env = {
-        **os.environ,
-        "RAY_ENABLE_AUTO_CONNECT": "0",
-        "PYTHONUNBUFFERED": "1",
-        "RECEIVED_FILE": str(received),
-        "PYTHONPATH": str(REPO),
-    }
+    env = knray_env(RECEIVED_FILE=str(received), PYTHONPATH=str(REPO))
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [*KNRAY_RUN, "-f", "app.yaml", "--no-status", "--http-port", "-1"],
@@ -361,14 +353,7 @@ async def test_knray_run_delivers_tagged_messages_through_a_trigger(
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + 180
-            got: set[str] = set()
-            while got != expected and time.monotonic() < deadline:
-                assert process.poll() is None, log_path.read_text()[-3000:]
-                if received.exists():
-                    got = set(received.read_text().split())
-                await asyncio.sleep(0.5)
-            assert got == expected, log_path.read_text()[-3000:]
+            await wait_for_received(expected, received, process, log_path)
             process.send_signal(signal.SIGINT)
             code = await asyncio.to_thread(process.wait, 120)
         finally:

@@ -59,14 +59,6 @@ async def http_sink() -> AsyncIterator[HttpRecorder]:
     await runner.cleanup()
 
 
-@pytest.fixture
-def runtimes(ray_local: None) -> Any:
-    started: list[Runtime] = []
-    yield started
-    for runtime in started:
-        runtime.shutdown(drain=False)
-
-
 def load(text: str) -> list[Resource]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ManifestWarning)
